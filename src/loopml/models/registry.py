@@ -1,0 +1,80 @@
+"""The architecture registry: names to families, and which fit a dataset.
+
+Families load lazily, so a verb that never trains (``loopml runs``) never
+pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import TYPE_CHECKING
+
+from loopml.errors import LoopmlError
+
+if TYPE_CHECKING:
+    from loopml.data.dataset import Dataset
+    from loopml.models.base import Architecture
+
+_FAMILIES = {
+    "linear": "loopml.models.sklearn_families:LinearModel",
+    "gbt": "loopml.models.sklearn_families:GradientBoosting",
+    "mlp": "loopml.models.torch_families:MLP",
+    "cnn": "loopml.models.torch_families:CNN",
+}
+ALIASES = {"logistic": "linear", "ridge": "linear", "lightgbm": "gbt", "boosting": "gbt"}
+
+
+def architecture_names() -> list[str]:
+    return list(_FAMILIES)
+
+
+def get_architecture(name: str) -> type[Architecture]:
+    """The family class for a name or alias, or a LoopmlError that lists them."""
+    key = ALIASES.get(name, name)
+    if key not in _FAMILIES:
+        options = [*_FAMILIES, *ALIASES]
+        close = difflib.get_close_matches(name, options, n=1)
+        raise LoopmlError(f"unknown architecture '{name}'" +
+                          (f"; did you mean '{close[0]}'?" if close else ""),
+                          hint=f"choose one of {', '.join(_FAMILIES)}")
+    module, _, cls = _FAMILIES[key].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def unsupported_reason(name: str, dataset: Dataset) -> str | None:
+    """Why a family cannot train on this dataset, or None when it can."""
+    family = get_architecture(name)
+    if dataset.task not in family.tasks:
+        return f"'{family.name}' does not do {dataset.task}"
+    if family.input_kind == "image":
+        has_images = "image" in dataset.features.values()
+        if not has_images and dataset.image_shape is None:
+            return f"'{family.name}' needs images (an image column or a pixel table)"
+    return None
+
+
+def default_candidates(dataset: Dataset) -> list[str]:
+    """The families ``loopml run`` tries when the scope names none."""
+    return [n for n in _FAMILIES if unsupported_reason(n, dataset) is None]
+
+
+def make_architecture(name: str, dataset: Dataset, *, size: float | None = None,
+                      reg: float | None = None, seed: int = 0,
+                      image_size: int = 32, **params) -> Architecture:
+    """An unfitted estimator of a family, wired to the dataset's columns."""
+    reason = unsupported_reason(name, dataset)
+    if reason:
+        raise LoopmlError(f"cannot train {reason}",
+                          hint=f"try one of {', '.join(default_candidates(dataset))}")
+    family = get_architecture(name)
+    estimator = family(task=dataset.task, features=dict(dataset.features),
+                       image_shape=dataset.image_shape, image_size=image_size,
+                       random_state=seed)
+    knobs = {k: v for k, v in (("size", size), ("reg", reg)) if v is not None}
+    valid = estimator.get_params()
+    unknown = [k for k in params if k not in valid]
+    if unknown:
+        raise LoopmlError(f"architecture '{family.name}' has no parameter(s) {unknown}",
+                          hint=f"its parameters are {', '.join(sorted(valid))}")
+    return estimator.set_params(**knobs, **params)

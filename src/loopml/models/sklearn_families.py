@@ -1,0 +1,124 @@
+"""Architectures built on scikit-learn and LightGBM."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures
+
+from loopml.models.base import Architecture
+
+
+class LinearModel(Architecture):
+    """Logistic regression (classification) or ridge regression (regression).
+
+    ``size`` is the polynomial degree of the features (1: plain linear, 2: all
+    pairwise products, ...), the linear family's one honest capacity knob.
+    ``reg`` is the L2 strength: 1/C for logistic regression, alpha for ridge.
+    """
+
+    name = "linear"
+    summary = "logistic / ridge regression"
+    knobs = "size = polynomial degree of the features; reg = L2 strength (1/C, alpha)"
+    size_grid = (1, 2, 3, 4)
+
+    def __init__(self, *, task: str = "classification", size: int = 1, reg: float = 1.0,
+                 features: dict | None = None, image_shape: tuple | None = None,
+                 image_size: int = 32, random_state: int = 0, max_iter: int = 2000) -> None:
+        self.task = task
+        self.size = size
+        self.reg = reg
+        self.features = features
+        self.image_shape = image_shape
+        self.image_size = image_size
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+    def _fit_model(self, Xt, y, eval_set) -> None:
+        if self.task == "classification":
+            C = np.inf if self.reg == 0 else 1.0 / self.reg
+            head = LogisticRegression(C=C, max_iter=self.max_iter,
+                                      random_state=self.random_state)
+        else:
+            head = LinearRegression() if self.reg == 0 else Ridge(alpha=self.reg)
+        steps = [head] if int(self.size) <= 1 else [
+            PolynomialFeatures(int(self.size), include_bias=False), head]
+        self.model_ = make_pipeline(*steps)
+        with warnings.catch_warnings():
+            # A strongly regularized or tiny problem may stop before converging;
+            # the metrics say what that cost, a warning per fit says nothing more.
+            warnings.filterwarnings("ignore", message=".*(converge|ConvergenceWarning).*")
+            self.model_.fit(Xt, y)
+
+    def _predict_proba_model(self, Xt) -> np.ndarray:
+        return self.model_.predict_proba(Xt)
+
+    def _predict_model(self, Xt) -> np.ndarray:
+        return self.model_.predict(Xt)
+
+
+class GradientBoosting(Architecture):
+    """Gradient-boosted trees (LightGBM) with early stopping.
+
+    ``size`` is the number of leaves per tree; ``reg`` is the L2 penalty on
+    leaf values. Boosting stops when the validation metric has not improved
+    for 50 rounds (on ``eval_set``, or on 10% of the training rows).
+    """
+
+    name = "gbt"
+    summary = "gradient-boosted trees (LightGBM)"
+    knobs = "size = leaves per tree; reg = L2 penalty on leaf values"
+    size_grid = (4, 8, 16, 31, 63, 127)
+    reg_grid = tuple(np.logspace(-3, 3, 7))
+
+    def __init__(self, *, task: str = "classification", size: int = 31, reg: float = 0.0,
+                 features: dict | None = None, image_shape: tuple | None = None,
+                 image_size: int = 32, random_state: int = 0, n_estimators: int = 1000,
+                 learning_rate: float = 0.1, n_jobs: int | None = None) -> None:
+        self.task = task
+        self.size = size
+        self.reg = reg
+        self.features = features
+        self.image_shape = image_shape
+        self.image_size = image_size
+        self.random_state = random_state
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.n_jobs = n_jobs
+
+    def _fit_model(self, Xt, y, eval_set) -> None:
+        import lightgbm
+
+        cls = lightgbm.LGBMClassifier if self.task == "classification" else lightgbm.LGBMRegressor
+        self.model_ = cls(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+                          num_leaves=max(2, int(self.size)), reg_lambda=float(self.reg),
+                          random_state=self.random_state, n_jobs=self.n_jobs or -1,
+                          verbose=-1)
+        Xt = Xt.astype(np.float32) if hasattr(Xt, "astype") else Xt
+        if eval_set is None:
+            stratify = y if self.task == "classification" and np.bincount(y).min() >= 2 else None
+            Xt, X_val, y, y_val = train_test_split(Xt, y, test_size=0.1, stratify=stratify,
+                                                   random_state=self.random_state)
+            eval_set = (X_val, y_val)
+        X_val, y_val = eval_set
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*feature names.*")
+            self.model_.fit(Xt, y, eval_X=X_val.astype(np.float32), eval_y=y_val,
+                            callbacks=[lightgbm.early_stopping(50, verbose=False)])
+        self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
+
+    def _predict_proba_model(self, Xt) -> np.ndarray:
+        proba = self.model_.predict_proba(Xt)
+        if proba.shape[1] == self.n_classes_:
+            return proba
+        # a class absent from the boosting rows: give it probability 0
+        full = np.zeros((proba.shape[0], self.n_classes_))
+        full[:, self.model_.classes_] = proba
+        return full
+
+    def _predict_model(self, Xt) -> np.ndarray:
+        return self.model_.predict(Xt)

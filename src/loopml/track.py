@@ -1,0 +1,159 @@
+"""The one place that talks to MLflow.
+
+Each iteration is an MLflow run in a SQLite store inside ``.loopml/`` (or on
+the server the scope's ``tracking_uri`` names). With the local store the
+experiment's artifact location is ``.loopml/runs``, so the files a run writes
+into its ``local_dir`` *are* its MLflow artifacts: nothing is copied twice.
+mlflow is imported only when a run is recorded or a model loaded, never by
+verbs that only read (``loopml runs``), because the import alone takes ~1.5 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from loopml.errors import LoopmlError
+
+STORE_FILE = "mlflow.db"
+RUNS_DIR = "runs"
+
+
+def run_dir(state_dir: Path, run_id: str) -> Path:
+    """Where a run's files live locally (``.loopml/runs/<id>/artifacts``)."""
+    return state_dir / RUNS_DIR / run_id / "artifacts"
+
+
+@dataclass
+class TrackedRun:
+    """An open run: its id, and the local folder its files go into."""
+
+    run_id: str
+    local_dir: Path
+    client: Any
+
+    def log(self, *, params: dict | None = None, metrics: dict | None = None,
+            tags: dict | None = None) -> None:
+        """Params, metrics and tags in one batch (one database round trip)."""
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.utils.time import get_current_time_millis
+
+        now = get_current_time_millis()
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+            params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+
+    def save_model(self, estimator: Any, *, schema: dict) -> Path:
+        """Save the estimator as an MLflow model, with the schema a server validates against.
+
+        Requirements are given explicitly: MLflow's inference of them costs 5-10 s a run.
+        """
+        import mlflow.sklearn
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        path = self.local_dir / "model"
+        types = {"numeric": "double"}
+        signature = ModelSignature(inputs=Schema([
+            ColSpec(types.get(f["type"], "string"), f["name"], required=not f["nullable"])
+            for f in schema["features"]]))
+        mlflow.sklearn.save_model(estimator, path, serialization_format="cloudpickle",
+                                  pip_requirements=_requirements(estimator),
+                                  signature=signature)
+        import json
+
+        (path / "schema.json").write_text(json.dumps(schema, indent=2))
+        return path
+
+
+def _requirements(estimator: Any) -> list[str]:
+    names = ["loopml", "scikit-learn", "cloudpickle", "pandas", "numpy"]
+    module = type(estimator).__module__
+    if "torch" in module:
+        names.append("torch")
+    if type(estimator).__name__ == "GradientBoosting":
+        names.append("lightgbm")
+    out = []
+    for name in names:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def _quiet_mlflow() -> None:
+    """mlflow sets its loggers up on import; its INFO lines are noise in our output."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Tracker:
+    """Records iterations as MLflow runs of one experiment (the project)."""
+
+    def __init__(self, state_dir: Path, experiment: str, *, tracking_uri: str | None = None):
+        self.state_dir = state_dir
+        self.experiment = experiment
+        self.remote = tracking_uri is not None
+        self.tracking_uri = tracking_uri or f"sqlite:///{(state_dir / STORE_FILE).resolve()}"
+        self._client = None
+        self._experiment_id: str | None = None
+
+    def _connect(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            _quiet_mlflow()
+
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                client = MlflowClient(tracking_uri=self.tracking_uri)
+                found = client.get_experiment_by_name(self.experiment)
+                self._experiment_id = found.experiment_id if found else client.create_experiment(
+                    self.experiment, artifact_location=None if self.remote else
+                    (self.state_dir / RUNS_DIR).resolve().as_uri())
+            except Exception as exc:  # mlflow raises many types for an unreachable store
+                raise LoopmlError(f"cannot open the MLflow store at {self.tracking_uri}: "
+                                  f"{exc}".splitlines()[0],
+                                  hint="check tracking_uri in loopml.yaml") from None
+            self._client = client
+        return self._client
+
+    @contextmanager
+    def run(self, *, name: str, tags: dict | None = None) -> Iterator[TrackedRun]:
+        """An MLflow run; on any error it is deleted with its files (nothing half-written)."""
+        client = self._connect()
+        created = client.create_run(self._experiment_id, run_name=name, tags=tags or {})
+        run_id = created.info.run_id
+        local = run_dir(self.state_dir, run_id)
+        local.mkdir(parents=True, exist_ok=True)
+        try:
+            yield TrackedRun(run_id, local, client)
+            if self.remote:
+                client.log_artifacts(run_id, str(local))
+            client.set_terminated(run_id, "FINISHED")
+        except BaseException:
+            client.set_terminated(run_id, "FAILED")
+            client.delete_run(run_id)
+            shutil.rmtree(local.parent, ignore_errors=True)
+            raise
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        """Add metrics to a finished run (the test metrics of a chosen candidate)."""
+        TrackedRun(run_id, run_dir(self.state_dir, run_id), self._connect()).log(metrics=metrics)
+
+
+def load_model(model_dir: Path) -> Any:
+    """Load an estimator saved by :meth:`TrackedRun.save_model`."""
+    import mlflow.sklearn
+
+    _quiet_mlflow()
+    return mlflow.sklearn.load_model(str(model_dir))

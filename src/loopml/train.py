@@ -1,0 +1,180 @@
+"""Fit and evaluate one candidate on the stored split, and record it.
+
+An :class:`Iteration` is one trained candidate: its architecture and
+parameters, its metrics on train and val, the data and split versions it was
+built from, and its files (model with schema, predictions, report). Fitting
+(:func:`fit_candidate`) is kept apart from recording
+(:func:`record_iteration`) so fits can run in parallel workers while one
+process writes the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopml.data.dataset import Dataset
+from loopml.data.split import Split
+from loopml.errors import LoopmlError
+from loopml.metrics import METRICS, evaluate
+from loopml.track import Tracker, load_model
+
+ITERATION_FILE = "iteration.json"
+PREDICTIONS_FILE = "predictions.parquet"
+REPORT_FILE = "report.html"
+
+
+@dataclass
+class Iteration:
+    """One trained candidate, as stored in ``.loopml/runs/<run_id>/artifacts/``."""
+
+    run_id: str
+    architecture: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    metric: str
+    data_version: str
+    split_version: str
+    created: str
+    duration_s: float
+    n_train: int
+    tags: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def error(self, part: str) -> float:
+        """The scope metric on a part ('train', 'val', 'test') as an error (0 is perfect)."""
+        return METRICS[self.metric].error(self.metrics[f"{part}_{self.metric}"])
+
+    @property
+    def report_path(self) -> Path:
+        return self._dir() / REPORT_FILE
+
+    def model(self) -> Any:
+        """The fitted estimator (an sklearn-compatible Architecture)."""
+        return load_model(self._dir() / "model")
+
+    def predictions(self) -> pd.DataFrame:
+        return pd.read_parquet(self._dir() / PREDICTIONS_FILE)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("path")
+        return out
+
+    def save(self) -> None:
+        (self._dir() / ITERATION_FILE).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> Iteration:
+        data = json.loads((directory / ITERATION_FILE).read_text())
+        return cls(**data, path=directory)
+
+    def _dir(self) -> Path:
+        if self.path is None:
+            raise LoopmlError(f"iteration {self.run_id} has no folder")
+        return self.path
+
+
+@dataclass
+class FitResult:
+    """What a (possibly remote) fit hands back to the recording process."""
+
+    architecture: str
+    estimator: Any
+    seconds: float
+
+
+def fit_candidate(architecture: str, estimator: Any, dataset: Dataset, split: Split
+                  ) -> FitResult:
+    """Fit on train, early-stopping on val where the family stops early."""
+    train, val = split.ids("train"), split.ids("val")
+    start = time.perf_counter()
+    estimator.fit(dataset.X(train), dataset.y(train),
+                  eval_set=(dataset.X(val), dataset.y(val)))
+    return FitResult(architecture, estimator, time.perf_counter() - start)
+
+
+def predict_parts(estimator: Any, dataset: Dataset, split: Split, parts: tuple[str, ...]
+                  ) -> pd.DataFrame:
+    """Predictions (and class probabilities) for the ids of the given parts."""
+    frames = []
+    for part in parts:
+        ids = split.ids(part)
+        if len(ids) == 0:
+            continue
+        X = dataset.X(ids)
+        frame = pd.DataFrame({"id": ids.astype(str), "part": part, "y_true": dataset.y(ids)})
+        if dataset.task == "classification":
+            proba = estimator.predict_proba(X)
+            frame["y_pred"] = estimator.classes_[np.argmax(proba, axis=1)]
+            for i, cls in enumerate(estimator.classes_):
+                frame[f"proba:{cls}"] = proba[:, i]
+        else:
+            frame["y_pred"] = estimator.predict(X)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def score_parts(predictions: pd.DataFrame, task: str, classes: list) -> dict[str, float]:
+    """Every metric of the task on every part present, named ``<part>_<metric>``."""
+    out: dict[str, float] = {}
+    proba_cols = [f"proba:{c}" for c in classes]
+    for part, rows in predictions.groupby("part", sort=False):
+        proba = rows[proba_cols].to_numpy() if task == "classification" else None
+        for name, value in evaluate(task, rows["y_true"].to_numpy(), rows["y_pred"].to_numpy(),
+                                    proba=proba, classes=classes).items():
+            out[f"{part}_{name}"] = value
+    return out
+
+
+def _params(estimator: Any) -> dict[str, Any]:
+    """The estimator's JSON-able settings (not the column list, which the schema holds)."""
+    skip = {"features", "verbose", "device"}
+    return {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in estimator.get_params().items()
+            if k not in skip and (v is None or isinstance(v, str | int | float | bool | tuple))}
+
+
+def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: str,
+                     tracker: Tracker, tags: dict[str, str] | None = None,
+                     report: bool = True, project_name: str = "") -> Iteration:
+    """Evaluate a fitted candidate on train and val, and store everything as one run."""
+    predictions = predict_parts(fit.estimator, dataset, split, ("train", "val"))
+    metrics = score_parts(predictions, dataset.task, list(fit.estimator.classes_)
+                          if dataset.task == "classification" else [])
+    params = _params(fit.estimator)
+    all_tags = {"loopml.architecture": fit.architecture, "loopml.data_version": dataset.version,
+                "loopml.split_version": split.version, **(tags or {})}
+    with tracker.run(name=f"{fit.architecture}", tags=all_tags) as run:
+        iteration = Iteration(
+            run_id=run.run_id, architecture=fit.architecture, params=params, metrics=metrics,
+            metric=metric, data_version=dataset.version, split_version=split.version,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            duration_s=round(fit.seconds, 3), n_train=len(split.ids("train")),
+            tags=dict(tags or {}), path=run.local_dir)
+        run.log(params=params, metrics={**metrics, "fit_seconds": fit.seconds})
+        run.save_model(fit.estimator, schema=dataset.schema())
+        predictions.to_parquet(run.local_dir / PREDICTIONS_FILE, index=False)
+        if report:
+            write_report(iteration, predictions, dataset, project_name=project_name)
+        iteration.save()
+    return iteration
+
+
+def write_report(iteration: Iteration, predictions: pd.DataFrame, dataset: Dataset, *,
+                 candidates: list[Iteration] | None = None, project_name: str = "") -> Path:
+    from loopml.report.iteration import build_iteration_report
+
+    return build_iteration_report(
+        iteration.report_path, iteration=iteration.to_dict(), predictions=predictions,
+        task=dataset.task, metric=iteration.metric,
+        classes=[str(c) for c in dataset.classes] or None,
+        candidates=[c.to_dict() for c in candidates] if candidates else None,
+        project_name=project_name)
