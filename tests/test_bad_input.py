@@ -1,0 +1,127 @@
+"""Every kind of bad input: a clear message, a non-zero exit, no traceback, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def _refused(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "error:" in result.output
+    for needle in needles:
+        assert needle in result.output, result.output
+
+
+def _nothing_written(folder: Path) -> None:
+    assert not (folder / "loopml.yaml").exists()
+    assert not (folder / ".loopml").exists()
+
+
+def test_missing_file(cli) -> None:
+    _refused(cli("init", "p", "--data", "nope.csv", "--target", "y"), "nope.csv",
+             "does not exist")
+    _nothing_written(Path("p"))
+
+
+def test_unreadable_csv_bad_quoting(cli) -> None:
+    Path("broken.csv").write_text('a,b\n1,2\n3,"4\n5,6,7,8\n')
+    _refused(cli("init", "p", "--data", "broken.csv", "--target", "a"), "broken.csv",
+             "not a readable CSV")
+    _nothing_written(Path("p"))
+
+
+def test_unreadable_csv_binary(cli) -> None:
+    Path("image.csv").write_bytes(bytes(range(256)) * 10)
+    _refused(cli("init", "p", "--data", "image.csv", "--target", "a"), "binary file")
+    _nothing_written(Path("p"))
+
+
+def test_target_column_absent_lists_the_columns(cli, penguins_csv: Path) -> None:
+    result = cli("init", "p", "--data", penguins_csv, "--target", "specie")
+    _refused(result, "'specie' is not a column", "Did you mean 'species'?", "island",
+             "bill_length_mm")
+    _nothing_written(Path("p"))
+
+
+def test_classification_target_with_one_class(cli, penguins_csv: Path) -> None:
+    frame = pd.read_csv(penguins_csv).assign(species="Adelie")
+    frame.to_csv("one.csv", index=False)
+    _refused(cli("init", "p", "--data", "one.csv", "--target", "species", "--task",
+                 "classification"), "single class", "'Adelie'")
+    _nothing_written(Path("p"))
+
+
+def test_image_folder_with_no_images(cli) -> None:
+    (Path("pics") / "cats").mkdir(parents=True)
+    (Path("pics") / "cats" / "notes.txt").write_text("no images here")
+    _refused(cli("init", "p", "--data", "pics"), "holds no images", "sub-folder per class")
+    _nothing_written(Path("p"))
+
+
+@pytest.fixture
+def project(cli, penguins_csv: Path) -> Path:
+    assert cli("init", "p", "--data", penguins_csv, "--target", "species").exit_code == 0
+    assert cli("train", "-p", "p", "--arch", "linear").exit_code == 0
+    return Path("p")
+
+
+def _state(folder: Path) -> dict[str, bytes]:
+    """Every file of the project's state, to prove a refused command changed nothing."""
+    return {str(p): p.read_bytes() for p in sorted((folder / ".loopml").rglob("*"))
+            if p.is_file() and p.name != "mlflow.db"}
+
+
+def _edit_scope(folder: Path, old: str, new: str) -> None:
+    path = folder / "loopml.yaml"
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
+def test_unknown_key_in_scope(cli, project: Path) -> None:
+    before = _state(project)
+    _edit_scope(project, "seed: 0", "seed: 0\nsede: 1")
+    _refused(cli("train", "-p", project), "unknown key 'sede'", "loopml.yaml line")
+    assert _state(project) == before
+
+
+def test_wrong_type_in_scope(cli, project: Path) -> None:
+    before = _state(project)
+    _edit_scope(project, "  image_size: 32", "  image_size: big")
+    _refused(cli("train", "-p", project), "key 'data.image_size'", "integer")
+    assert _state(project) == before
+
+
+def test_split_fractions_not_summing_to_one(cli, project: Path) -> None:
+    before = _state(project)
+    _edit_scope(project, "  train: 0.7", "  train: 0.8")
+    _refused(cli("runs", "-p", project), "must sum to 1")
+    assert _state(project) == before
+
+
+def test_run_id_that_does_not_exist(cli, project: Path) -> None:
+    _refused(cli("show", "-p", project, "deadbeef"), "no run 'deadbeef'", "loopml runs")
+
+
+def test_unknown_architecture(cli, project: Path) -> None:
+    _refused(cli("train", "-p", project, "--arch", "mlpp"), "unknown architecture 'mlpp'",
+             "did you mean 'mlp'")
+
+
+def test_failed_training_leaves_no_run_behind(cli, project: Path) -> None:
+    before = _state(project)
+    runs_before = json.loads(cli("runs", "-p", project, "--json").stdout)
+    _edit_scope(project, "island: categorical", "island: numeric")  # strings are not numbers
+    _refused(cli("train", "-p", project, "--arch", "linear"), "training 'linear' failed")
+    assert json.loads(cli("runs", "-p", project, "--json").stdout) == runs_before
+    assert _state(project) == before
+
+
+def test_init_refuses_to_overwrite_a_project(cli, project: Path, penguins_csv: Path) -> None:
+    before = (project / "loopml.yaml").read_text()
+    _refused(cli("init", project, "--data", penguins_csv, "--target", "species"),
+             "already exists", "--force")
+    assert (project / "loopml.yaml").read_text() == before

@@ -1,0 +1,92 @@
+"""loopml.yaml: what init writes, and how mistakes in it are reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loopml import Project
+from loopml.errors import ScopeError
+from loopml.scope import read_scope
+
+
+@pytest.fixture
+def project(tmp_path: Path, penguins_csv: Path) -> Project:
+    return Project.init(tmp_path / "p", data=str(penguins_csv), target="species")
+
+
+def test_init_infers_task_metric_and_feature_types(project: Project) -> None:
+    scope = project.scope
+    assert scope.task == "classification"
+    assert scope.metric == "accuracy"
+    assert scope.data.features["island"] == "categorical"
+    assert scope.data.features["bill_length_mm"] == "numeric"
+    assert "species" not in scope.data.features
+    assert scope.data.source == "../penguins.csv"  # relative, so the folder can move
+
+
+def test_written_scope_is_commented_and_reads_back_equal(project: Project) -> None:
+    text = (project.root / "loopml.yaml").read_text()
+    assert "# the column to predict" in text
+    assert "# share only ever reported, never used to choose anything" in text
+    assert read_scope(project.root / "loopml.yaml") == project.scope
+
+
+def _edit(project: Project, old: str, new: str) -> Path:
+    path = project.root / "loopml.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_unknown_key_is_named_with_its_line_and_a_suggestion(project: Project) -> None:
+    path = _edit(project, "  target: species", "  target: species\n  sourse: x.csv")
+    with pytest.raises(ScopeError) as info:
+        Project.load(project.root)
+    message = str(info.value)
+    assert f"line {_line_of(path, 'sourse')}" in message
+    assert "unknown key 'data.sourse'" in message
+    assert "Did you mean 'source'?" in message
+
+
+def test_wrong_type_is_named_with_its_line(project: Project) -> None:
+    path = _edit(project, "seed: 0", "seed: twelve")
+    with pytest.raises(ScopeError) as info:
+        Project.load(project.root)
+    assert f"line {_line_of(path, 'seed: twelve')}: key 'seed'" in str(info.value)
+    assert "integer" in str(info.value)
+
+
+def test_split_fractions_must_sum_to_one(project: Project) -> None:
+    _edit(project, "  val: 0.15", "  val: 0.25")
+    with pytest.raises(ScopeError, match=r"must sum to 1.*0\.7 \+ 0\.25 \+ 0\.15 = 1\.1"):
+        Project.load(project.root)
+
+
+def test_metric_must_fit_the_task(project: Project) -> None:
+    _edit(project, "metric: accuracy", "metric: rmse")
+    with pytest.raises(ScopeError, match="'rmse' is not a classification metric"):
+        Project.load(project.root)
+
+
+def test_baseline_outside_the_metric_range_is_refused(project: Project) -> None:
+    _edit(project, "baseline: null", "baseline:\n  value: 1.7")
+    with pytest.raises(ScopeError, match=r"baseline.value = 1.7 is outside the range"):
+        Project.load(project.root)
+
+
+def test_invalid_yaml_names_the_line(project: Project) -> None:
+    path = _edit(project, "seed: 0", "seed: [0")
+    with pytest.raises(ScopeError, match=r"loopml.yaml line \d+: not valid YAML"):
+        Project.load(path.parent)
+
+
+def test_missing_scope_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(ScopeError, match="loopml init"):
+        Project.load(tmp_path)
