@@ -91,9 +91,15 @@ def _requirements(estimator: Any) -> list[str]:
 
 
 def _quiet_mlflow() -> None:
-    """mlflow sets its loggers up on import; its INFO lines are noise in our output."""
+    """mlflow sets its loggers up on import; its INFO lines are noise in our output.
+
+    Its warning that cloudpickle can run code on load is silenced too: we choose
+    cloudpickle on purpose (skops refuses our torch estimators), and models are
+    loaded only from the project's own store.
+    """
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
 
 class Tracker:
