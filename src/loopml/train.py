@@ -156,7 +156,7 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
         iteration = Iteration(
             run_id=run.run_id, architecture=fit.architecture, params=params, metrics=metrics,
             metric=metric, data_version=dataset.version, split_version=split.version,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="microseconds"),
             duration_s=round(fit.seconds, 3), n_train=len(split.ids("train")),
             tags=dict(tags or {}), path=run.local_dir)
         run.log(params=params, metrics={**metrics, "fit_seconds": fit.seconds})

@@ -15,6 +15,7 @@ models, ``_make_preprocessor``.
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -75,6 +76,9 @@ class Architecture(BaseEstimator):
             X_val, y_val = eval_set
             y_val_enc = self._encode_target(np.asarray(y_val), fitting=False)
             keep = y_val_enc >= 0 if self.task == "classification" else slice(None)
+            if self.task == "classification" and not keep.all():
+                warnings.warn(f"{int((~keep).sum())} eval_set rows have classes unseen in "
+                              "training; they are left out of early stopping", stacklevel=2)
             eval_t = (self._transform(self._as_frame(X_val))[keep], y_val_enc[keep])
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
@@ -144,7 +148,12 @@ class Architecture(BaseEstimator):
         arr = np.asarray(X)
         if arr.ndim != 2:
             raise ValueError(f"X must be 2-dimensional, got shape {arr.shape}")
-        return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and len(names) != arr.shape[1]:
+            raise ValueError(f"X has {arr.shape[1]} columns, but the model was fitted on "
+                             f"{len(names)}: {list(names)[:10]}")
+        columns = list(names) if names is not None else [f"x{i}" for i in range(arr.shape[1])]
+        return pd.DataFrame(arr, columns=columns)
 
     def _feature_types(self, X: pd.DataFrame) -> dict[str, str]:
         if self.features:
@@ -162,8 +171,8 @@ class Architecture(BaseEstimator):
             if len(self.classes_) < 2:
                 raise ValueError("classification needs at least two classes in y")
             return encoded
-        idx = np.searchsorted(self.classes_, y).clip(0, len(self.classes_) - 1)
-        return np.where(self.classes_[idx] == y, idx, -1)
+        index = {cls: i for i, cls in enumerate(self.classes_.tolist())}
+        return np.array([index.get(v, -1) for v in y.tolist()], dtype=np.int64)
 
     def _transform(self, X: pd.DataFrame):
         return self.preprocessor_.transform(X[list(self.feature_types_)])

@@ -8,6 +8,8 @@ one-hot with rare levels pooled; text: TF-IDF; image paths: pixels.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -19,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 MAX_CATEGORIES = 30
+_WIDE_GRAY = {"I;16", "I;16B", "I;16L", "I", "F"}
 
 
 def _as_text(frame: pd.DataFrame) -> np.ndarray:
@@ -41,8 +44,11 @@ class ImageLoader(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         paths = self._paths(X)
-        modes = {Image.open(p).mode for p in paths[:: max(1, len(paths) // 50)]}
-        self.mode_ = "L" if modes <= {"L", "1", "I;16", "I"} else "RGB"
+        modes = set()
+        for path in paths[:: max(1, len(paths) // 50)]:
+            with Image.open(path) as img:
+                modes.add(img.mode)
+        self.mode_ = "L" if modes <= {"L", "1", *_WIDE_GRAY} else "RGB"
         channels = 1 if self.mode_ == "L" else 3
         self.image_shape_ = (channels, self.size, self.size)
         return self
@@ -52,10 +58,17 @@ class ImageLoader(TransformerMixin, BaseEstimator):
         out = np.empty((len(paths), int(np.prod(self.image_shape_))), dtype=np.float32)
         for i, path in enumerate(paths):
             with Image.open(path) as img:
-                img = img.convert(self.mode_).resize((self.size, self.size))
-                arr = np.asarray(img, dtype=np.float32) / 255.0
+                arr = self._pixels(img)
             out[i] = (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)).ravel()
         return out
+
+    def _pixels(self, img: Image.Image) -> np.ndarray:
+        """[0, 1] floats; 16-bit grayscale is scaled by its own range, not clipped to 8 bits."""
+        if self.mode_ == "L" and img.mode in _WIDE_GRAY:
+            wide = img.convert("F").resize((self.size, self.size))
+            return np.asarray(wide, dtype=np.float32) / 65535.0
+        img = img.convert(self.mode_).resize((self.size, self.size))
+        return np.asarray(img, dtype=np.float32) / 255.0
 
     @staticmethod
     def _paths(X) -> list[str]:
@@ -67,7 +80,10 @@ class PixelScaler(TransformerMixin, BaseEstimator):
     """Scale a table of pixel intensities to [0, 1] by the training maximum."""
 
     def fit(self, X, y=None):
-        self.scale_ = float(np.nanmax(np.asarray(X, dtype=np.float32))) or 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+            scale = float(np.nanmax(np.abs(np.asarray(X, dtype=np.float32))))
+        self.scale_ = scale if np.isfinite(scale) and scale > 0 else 1.0
         return self
 
     def transform(self, X) -> np.ndarray:
@@ -104,7 +120,14 @@ def image_preprocessor(feature_types: dict[str, str], *, image_size: int = 32):
     """Input for image models: the one image column, or a table of pixels."""
     images = [n for n, kind in feature_types.items() if kind == "image"]
     if images:
+        if len(feature_types) > 1:
+            warnings.warn(f"an image model reads only the image column '{images[0]}'; "
+                          f"ignoring {[n for n in feature_types if n != images[0]]}",
+                          stacklevel=2)
         return ColumnTransformer([("image", ImageLoader(image_size), images[:1])])
+    not_numeric = [n for n, kind in feature_types.items() if kind != "numeric"]
+    if not_numeric:
+        raise ValueError(f"a pixel table must be all numeric, but {not_numeric} are not")
     return ColumnTransformer([("pixels", PixelScaler(), list(feature_types))])
 
 

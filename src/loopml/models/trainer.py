@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -26,7 +27,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.model_selection import train_test_split
 from torch import nn
-from torch.nn import functional as F  # noqa: N812 (torch's own convention)
+from torch.nn import functional as F
 
 from loopml.console import progress
 
@@ -99,6 +100,7 @@ def train_module(build_module: Callable[[], nn.Module], X, y, *, task: str,
     """
     _check_options(task=task, n_classes=n_classes, max_epochs=max_epochs,
                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience)
+    max_epochs, batch_size, patience = int(max_epochs), int(batch_size), int(patience)
     target = resolve_device(device)
     X, y = _as_rows(X), np.asarray(y)
     if X.shape[0] != len(y):
@@ -112,11 +114,11 @@ def train_module(build_module: Callable[[], nn.Module], X, y, *, task: str,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
         module = build_module().to(target)
-    loop = _Loop(module=module, loss_fn=F.cross_entropy if task == "classification"
-                 else F.mse_loss, device=target, batch_size=batch_size,
-                 generator=torch.Generator().manual_seed(random_state),
+    loop = _Loop(module=module, device=target, batch_size=batch_size,
+                 loss_fn=F.cross_entropy if task == "classification" else F.mse_loss,
                  optimizer=torch.optim.AdamW(module.parameters(), lr=lr,
-                                             weight_decay=weight_decay))
+                                             weight_decay=weight_decay),
+                 generator=torch.Generator().manual_seed(random_state))
     best_epoch, history = loop.run(X, y_t, rows, X_val, y_val_t, max_epochs=max_epochs,
                                    patience=patience, verbose=verbose, description=description)
     return TrainResult(module=module.eval(), best_epoch=best_epoch,
@@ -162,7 +164,7 @@ class _Loop:
                 history["val_loss"].append(val_loss)
                 if val_loss < best_loss:
                     best_loss, best_epoch, best_state = val_loss, epoch, _copy_state(self.module)
-                advance(f"val loss {val_loss:.4f} (best {best_loss:.4f} @ {best_epoch})")
+                advance(f"val loss {val_loss:.4f} (best {best_loss:.4f})")
                 if epoch - best_epoch >= patience or not math.isfinite(train_loss):
                     break
         self.module.load_state_dict(best_state)
@@ -222,7 +224,10 @@ def _as_rows(X):
 
 def _validation_split(X, y: np.ndarray, eval_set, *, task: str, random_state: int):
     """(training row indices, X_val, y_val): eval_set, or a seeded 10% of X."""
-    if eval_set is not None and len(eval_set[1]) > 0:
+    if eval_set is not None and len(eval_set[1]) == 0:
+        warnings.warn("eval_set has no rows (or none of a class seen in training); holding "
+                      "out 10% of the training rows for early stopping instead", stacklevel=3)
+    elif eval_set is not None:
         X_val, y_val = _as_rows(eval_set[0]), np.asarray(eval_set[1])
         if X_val.shape[0] != len(y_val) or X_val.shape[1] != X.shape[1]:
             raise ValueError(f"eval_set must be (X_val, y_val) with {X.shape[1]} features and "
@@ -234,7 +239,8 @@ def _validation_split(X, y: np.ndarray, eval_set, *, task: str, random_state: in
                          f"got {len(y)}")
     stratify = None
     if task == "classification":
-        counts = np.bincount(y)[np.bincount(y) > 0]
+        counts = np.bincount(y)
+        counts = counts[counts > 0]
         n_val = math.ceil(HOLDOUT_FRACTION * len(y))
         if counts.min() >= 2 and len(counts) <= min(n_val, len(y) - n_val):
             stratify = y
