@@ -120,17 +120,22 @@ def _iteration_row(it) -> dict[str, Any]:
 
 
 def _runs_table(iterations, metric: str, *, title: str, best: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in ("run", "architecture", "size", "reg", f"train {metric}", f"val {metric}",
-                "train error", "val error", "fit s"):
-        table.add_column(col, justify="left" if col in ("run", "architecture") else "right")
+    table = Table(title=f"{title} ({metric}; error = distance from perfect)",
+                  title_justify="left")
+    for col in ("run", "arch", "size", "reg", "train", "val", "train err", "val err", "fit s"):
+        table.add_column(col, justify="left" if col in ("run", "arch") else "right",
+                         no_wrap=True)
     for it in iterations:
-        mark = " [green]★ best[/]" if it.run_id == best else ""
+        mark = " [green]★[/]" if it.run_id == best else ""
         table.add_row(it.run_id[:8], it.architecture + mark, _fmt(it.params.get("size")),
-                      _fmt(it.params.get("reg")), _fmt(it.metrics.get(f"train_{metric}")),
-                      _fmt(it.metrics.get(f"val_{metric}")), _fmt(it.error("train")),
-                      _fmt(it.error("val")), f"{it.duration_s:.1f}")
+                      _fmt(it.params.get("reg")), _num(it.metrics.get(f"train_{metric}")),
+                      _num(it.metrics.get(f"val_{metric}")), _num(it.error("train")),
+                      _num(it.error("val")), f"{it.duration_s:.1f}")
     return table
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 @app.command()
@@ -150,7 +155,7 @@ def train(architecture: Annotated[str | None, typer.Option("--arch", "-a", help=
         _emit(_iteration_row(it))
         return
     console.print(_runs_table([it], it.metric, title="trained"))
-    console.print(f"report: [bold]{it.report_path}[/]")
+    console.print(f"report: [bold]{it.report_path}[/]", soft_wrap=True)
 
 
 @app.command()
@@ -184,7 +189,7 @@ def show(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is 
         table.add_row(key, _fmt(value))
     console.print(table)
     console.print(f"data {it.data_version}, split {it.split_version}, {it.created}")
-    console.print(f"report: [bold]{it.report_path}[/]")
+    console.print(f"report: [bold]{it.report_path}[/]", soft_wrap=True)
 
 
 @app.command()
@@ -242,13 +247,13 @@ def run(directory: Annotated[Path | None, typer.Argument(
                "best": result.best.run_id, "test_metrics": result.test_metrics,
                "report": str(result.report_path)})
         return
-    console.print(_runs_table(result.candidates, metric, title="candidates",
+    console.print(_runs_table(result.candidates, metric, title="candidates, ★ best on val",
                               best=result.best.run_id))
     test = result.test_metrics.get(f"test_{metric}")
     if test is not None:
         console.print(f"best: [bold]{result.best.architecture}[/], test {metric} {test:.4f} "
                       "(reported only; chosen on val)")
-    console.print(f"report: [bold]{result.report_path}[/]")
+    console.print(f"report: [bold]{result.report_path}[/]", soft_wrap=True)
 
 
 def main() -> None:
