@@ -135,7 +135,10 @@ def _runs_table(iterations, metric: str, *, title: str, best: str | None = None)
 
 
 def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
+    """Four decimals for scores and errors near 0..1; five digits for unit-sized errors."""
+    if value is None:
+        return ""
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.5g}"
 
 
 @app.command()
