@@ -125,3 +125,33 @@ def test_init_refuses_to_overwrite_a_project(cli, project: Path, penguins_csv: P
     _refused(cli("init", project, "--data", penguins_csv, "--target", "species"),
              "already exists", "--force")
     assert (project / "loopml.yaml").read_text() == before
+
+
+def test_baseline_outside_the_metric_range(cli, penguins_csv: Path) -> None:
+    _refused(cli("init", "p", "--data", penguins_csv, "--target", "species", "--baseline",
+                 "97"), "baseline.value = 97.0 is outside the range of accuracy [0.0, 1.0]")
+    _nothing_written(Path("p"))
+
+
+def test_diagnose_with_too_many_folds(cli, project: Path) -> None:
+    _refused(cli("diagnose", "-p", project, "--folds", "1000"), "too few for 1000 folds",
+             "--folds")
+
+
+def test_diagnose_with_a_ray_address_that_does_not_answer(cli, project: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.perf_counter()
+    _refused(cli("diagnose", "-p", project, "--folds", "3", "--ray", f"127.0.0.1:{port}"),
+             f"Ray cluster at 127.0.0.1:{port} does not answer")
+    assert time.perf_counter() - start < 30
+    assert not list(project.glob(".loopml/runs/*/artifacts/diagnosis.json"))
+
+
+def test_diagnose_without_runs(cli, penguins_csv: Path) -> None:
+    assert cli("init", "q", "--data", penguins_csv, "--target", "species").exit_code == 0
+    _refused(cli("diagnose", "-p", "q"), "has no runs yet", "loopml train")

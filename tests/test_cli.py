@@ -104,3 +104,19 @@ def test_run_without_argument_builds_digits_and_reports(cli) -> None:
     # a second run reuses the project and its split
     again = json.loads(cli("run", "--arch", "linear", "--json").stdout)
     assert len(again["candidates"]) == 1
+
+
+def test_diagnose_prints_verdict_and_json(cli, penguins_csv: Path) -> None:
+    _ok(cli("init", "peng", "--data", penguins_csv, "--target", "species"))
+    _ok(cli("train", "-p", "peng", "--arch", "linear"))
+    result = cli("diagnose", "-p", "peng", "--folds", "3", "--no-curves")
+    _ok(result)
+    assert "diagnosis of linear" in result.output and "what to try next" in result.output
+    result = cli("diagnose", "-p", "peng", "--folds", "3", "--json")
+    _ok(result)
+    document = json.loads(result.stdout)
+    assert document["verdict"] in {"high_bias", "high_variance", "both", "at_target"}
+    assert {"baseline_error", "j_train", "j_cv", "avoidable_bias", "variance",
+            "learning_curve", "validation_curves", "advice"} <= set(document)
+    assert len(document["learning_curve"]["points"]) >= 5
+    assert "Diagnosis" in Path(document["report"]).read_text()

@@ -148,12 +148,15 @@ def train(architecture: Annotated[str | None, typer.Option("--arch", "-a", help=
           reg: Annotated[float | None, typer.Option(help="regularization knob")] = None,
           param: Annotated[list[str] | None, typer.Option(help="other estimator parameter, "
                                                           "KEY=VALUE (repeatable)")] = None,
+          train_fraction: Annotated[float | None, typer.Option(
+              help="train on this share of the train part (0-1]")] = None,
           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Train one candidate on the stored split; it is tracked as an MLflow run."""
     proj = _project(project)
     if size is not None and float(size).is_integer():
         size = int(size)
-    it = proj.train(architecture, size=size, reg=reg, params=_parse_params(param or []))
+    it = proj.train(architecture, size=size, reg=reg, params=_parse_params(param or []),
+                    train_fraction=train_fraction)
     if as_json:
         _emit(_iteration_row(it))
         return
@@ -193,6 +196,37 @@ def show(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is 
     console.print(table)
     console.print(f"data {it.data_version}, split {it.split_version}, {it.created}")
     console.print(f"report: [bold]{it.report_path}[/]", soft_wrap=True)
+
+
+@app.command()
+def diagnose(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; none: the "
+                                                          "latest run")] = None,
+             folds: Annotated[int, typer.Option(help="cross-validation folds")] = 5,
+             curves: Annotated[bool, typer.Option(help="learning and validation curves")] = True,
+             jobs: Annotated[int, typer.Option("--jobs", "-j", help="fits at once (-1: all "
+                                               "cores)")] = -1,
+             ray: Annotated[str | None, typer.Option(help="Ray cluster address (host:port) "
+                                                     "to run the sweep on")] = None,
+             project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Bias and variance against the baseline, learning / validation curves, advice."""
+    from loopml.console import progress
+    from loopml.diagnose import sweep_size
+    from loopml.diagnose.view import show_diagnosis
+
+    proj = _project(project)
+    iteration = proj.get_run(run_id) if run_id else proj.latest_run()
+    total = sweep_size(proj, iteration, folds=folds, curves=curves)
+    with progress() as bar:
+        task = bar.add_task(f"diagnosing {iteration.architecture} {iteration.run_id[:8]}",
+                            total=total, status="")
+        d = proj.diagnose(iteration.run_id, folds=folds, curves=curves, n_jobs=jobs,
+                          ray_address=ray,
+                          on_done=lambda point, score: bar.advance(task))
+    if as_json:
+        _emit({**d.to_json(), "report": str(iteration.report_path)})
+        return
+    show_diagnosis(d, console)
+    console.print(f"report: [bold]{iteration.report_path}[/]", soft_wrap=True)
 
 
 @app.command()

@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from loopml.data.dataset import Dataset, load_dataset
 from loopml.data.split import Split
@@ -34,8 +37,12 @@ from loopml.train import (
     predict_parts,
     record_iteration,
     score_parts,
+    train_subset,
     write_report,
 )
+
+if TYPE_CHECKING:
+    from loopml.diagnose import Diagnosis
 
 STATE_DIR = ".loopml"
 
@@ -153,14 +160,22 @@ class Project:
     # ------------------------------------------------------------ verbs
 
     def train(self, architecture: str | None = None, *, size: float | None = None,
-              reg: float | None = None, params: dict | None = None, report: bool = True,
+              reg: float | None = None, params: dict | None = None,
+              train_fraction: float | None = None, report: bool = True,
               tags: dict[str, str] | None = None) -> Iteration:
-        """Train one candidate on the stored split and record it as a run."""
+        """Train one candidate on the stored split and record it as a run.
+
+        ``train_fraction`` trains on a seeded share of the train part (to see
+        how a model does with less data); val is always the whole val part.
+        """
         name = architecture or self.candidates()[0]
         estimator = make_architecture(name, self.dataset, size=size, reg=reg,
                                       seed=self.scope.seed,
                                       image_size=self.scope.data.image_size, **(params or {}))
-        fit = _fit_or_explain(name, estimator, self.dataset, self.split)
+        train_ids = train_subset(self.dataset, self.split, train_fraction, seed=self.scope.seed)
+        fit = _fit_or_explain(name, estimator, self.dataset, self.split, train_ids=train_ids)
+        tags = {**(tags or {}), **({"loopml.train_fraction": str(train_fraction)}
+                                   if train_fraction else {})}
         return record_iteration(fit, self.dataset, self.split, metric=self.scope.metric,
                                 tracker=self.tracker, tags=tags, report=report,
                                 project_name=self.scope.name)
@@ -203,7 +218,7 @@ class Project:
                               if self.dataset.task == "classification" else [])
         test_metrics = {k: v for k, v in metrics.items() if k.startswith("test_")}
         if test_metrics:
-            self.tracker.log_metrics(best.run_id, test_metrics)
+            self.tracker.annotate(best.run_id, metrics=test_metrics)
             best.metrics.update(test_metrics)
             best.save()
         for iteration in candidates:
@@ -212,6 +227,37 @@ class Project:
                          candidates=candidates if iteration is best else None,
                          project_name=self.scope.name)
         return test_metrics
+
+    def diagnose(self, run_id: str | None = None, *, folds: int = 5, curves: bool = True,
+                 n_jobs: int | None = None, ray_address: str | None = None,
+                 on_done: Callable | None = None) -> Diagnosis:
+        """Bias / variance, curves and advice for a run (default: the latest).
+
+        The diagnosis is stored next to the run (``diagnosis.json``), its numbers on
+        the MLflow run, and the run's report gains a Diagnosis section.
+        """
+        from loopml.diagnose import Diagnosis, diagnose
+
+        iteration = self.get_run(run_id) if run_id else self.latest_run()
+        d = diagnose(self, iteration, folds=folds, curves=curves, n_jobs=n_jobs,
+                     ray_address=ray_address or self.scope.ray_address, on_done=on_done)
+        path = d.save(iteration.path)
+        self.tracker.annotate(
+            iteration.run_id, files=(path,), tags={"loopml.verdict": d.verdict},
+            metrics={k: v for k, v in {
+                "diag_baseline_error": d.baseline_error, "diag_j_train": d.j_train,
+                "diag_j_cv": d.j_cv, "diag_avoidable_bias": d.avoidable_bias,
+                "diag_variance": d.variance}.items() if np.isfinite(v)})
+        write_report(iteration, iteration.predictions(), self.dataset,
+                     project_name=self.scope.name, diagnosis=Diagnosis.load(iteration.path))
+        return d
+
+    def latest_run(self) -> Iteration:
+        runs = self.runs()
+        if not runs:
+            raise RunNotFoundError(f"project {self.root} has no runs yet",
+                                   hint="train one with 'loopml train'")
+        return runs[-1]
 
     def runs(self) -> list[Iteration]:
         """Every recorded iteration, oldest first."""
@@ -239,9 +285,10 @@ class Project:
         return METRICS[self.scope.metric]
 
 
-def _fit_or_explain(name: str, estimator, dataset: Dataset, split: Split) -> FitResult:
+def _fit_or_explain(name: str, estimator, dataset: Dataset, split: Split, *,
+                    train_ids=None) -> FitResult:
     try:
-        return fit_candidate(name, estimator, dataset, split)
+        return fit_candidate(name, estimator, dataset, split, train_ids=train_ids)
     except (ValueError, TypeError) as exc:
         raise LoopmlError(f"training '{name}' failed: {exc}",
                           hint="check the feature types in loopml.yaml") from exc

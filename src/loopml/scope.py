@@ -113,6 +113,8 @@ class Scope(_Strict):
                                      "'loopml run' trains; empty: the defaults for the data")
     tracking_uri: str | None = Field(None, description="an MLflow tracking server to use "
                                      "instead of the SQLite store in .loopml/")
+    ray_address: str | None = Field(None, description="a Ray cluster (host:port) that runs "
+                                    "sweeps instead of the local cores")
 
     @model_validator(mode="after")
     def _metric_fits(self) -> Scope:

@@ -152,9 +152,18 @@ class Tracker:
             shutil.rmtree(local.parent, ignore_errors=True)
             raise
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
-        """Add metrics to a finished run (the test metrics of a chosen candidate)."""
-        TrackedRun(run_id, run_dir(self.state_dir, run_id), self._connect()).log(metrics=metrics)
+    def annotate(self, run_id: str, *, metrics: dict[str, float] | None = None,
+                 tags: dict[str, str] | None = None, files: tuple[Path, ...] = ()) -> None:
+        """Add to a finished run: the test metrics of a chosen candidate, a diagnosis, ...
+
+        Files already sit in the run's local folder; a remote store gets a copy.
+        """
+        client = self._connect()
+        TrackedRun(run_id, run_dir(self.state_dir, run_id), client).log(metrics=metrics,
+                                                                         tags=tags)
+        if self.remote:
+            for file in files:
+                client.log_artifact(run_id, str(file))
 
 
 def load_model(model_dir: Path) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from loopml.data.dataset import Dataset
 from loopml.data.split import Split
@@ -89,24 +90,53 @@ class FitResult:
     architecture: str
     estimator: Any
     seconds: float
+    train_ids: pd.Index | None = None
 
 
-def fit_candidate(architecture: str, estimator: Any, dataset: Dataset, split: Split
-                  ) -> FitResult:
-    """Fit on train, early-stopping on val where the family stops early."""
-    train, val = split.ids("train"), split.ids("val")
+def train_subset(dataset: Dataset, split: Split, fraction: float | None, *, seed: int
+                 ) -> pd.Index:
+    """The train ids, or a seeded (stratified where possible) share of them."""
+    train = split.ids("train")
+    if fraction is None or fraction >= 1:
+        return train
+    if not 0 < fraction < 1:
+        raise LoopmlError(f"train fraction must be in (0, 1], got {fraction}")
+    n = max(2, round(fraction * len(train)))
+    labels = dataset.y(train) if dataset.task == "classification" else None
+    return subsample(train, labels, n, seed=seed)
+
+
+def subsample(ids: pd.Index, labels: np.ndarray | None, n: int, *, seed: int) -> pd.Index:
+    """``n`` of ``ids``, keeping class shares when every class can be represented."""
+    if n >= len(ids):
+        return ids
+    stratify = None
+    if labels is not None:
+        _, counts = np.unique(labels.astype(str), return_counts=True)
+        if counts.min() >= 2 and min(n, len(ids) - n) >= len(counts):
+            stratify = labels.astype(str)
+    kept, _ = train_test_split(np.asarray(ids), train_size=n, random_state=seed,
+                               stratify=stratify)
+    return pd.Index(kept, name=ids.name)
+
+
+def fit_candidate(architecture: str, estimator: Any, dataset: Dataset, split: Split, *,
+                  train_ids: pd.Index | None = None) -> FitResult:
+    """Fit on train (or ``train_ids``), early-stopping on val where the family stops early."""
+    train = split.ids("train") if train_ids is None else train_ids
+    val = split.ids("val")
     start = time.perf_counter()
     estimator.fit(dataset.X(train), dataset.y(train),
                   eval_set=(dataset.X(val), dataset.y(val)))
-    return FitResult(architecture, estimator, time.perf_counter() - start)
+    return FitResult(architecture, estimator, time.perf_counter() - start, train)
 
 
-def predict_parts(estimator: Any, dataset: Dataset, split: Split, parts: tuple[str, ...]
-                  ) -> pd.DataFrame:
+def predict_parts(estimator: Any, dataset: Dataset, split: Split, parts: tuple[str, ...], *,
+                  train_ids: pd.Index | None = None) -> pd.DataFrame:
     """Predictions (and class probabilities) for the ids of the given parts."""
     frames = []
     for part in parts:
-        ids = split.ids(part)
+        ids = train_ids if part == "train" and train_ids is not None else split.ids(part)
         if len(ids) == 0:
             continue
         X = dataset.X(ids)
@@ -146,7 +176,8 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
                      tracker: Tracker, tags: dict[str, str] | None = None,
                      report: bool = True, project_name: str = "") -> Iteration:
     """Evaluate a fitted candidate on train and val, and store everything as one run."""
-    predictions = predict_parts(fit.estimator, dataset, split, ("train", "val"))
+    predictions = predict_parts(fit.estimator, dataset, split, ("train", "val"),
+                                train_ids=fit.train_ids)
     metrics = score_parts(predictions, dataset.task, list(fit.estimator.classes_)
                           if dataset.task == "classification" else [])
     params = _params(fit.estimator)
@@ -157,7 +188,8 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
             run_id=run.run_id, architecture=fit.architecture, params=params, metrics=metrics,
             metric=metric, data_version=dataset.version, split_version=split.version,
             created=datetime.now(UTC).isoformat(timespec="microseconds"),
-            duration_s=round(fit.seconds, 3), n_train=len(split.ids("train")),
+            duration_s=round(fit.seconds, 3),
+            n_train=len(split.ids("train") if fit.train_ids is None else fit.train_ids),
             tags=dict(tags or {}), path=run.local_dir)
         run.log(params=params, metrics={**metrics, "fit_seconds": fit.seconds})
         run.save_model(fit.estimator, schema=dataset.schema())
@@ -169,12 +201,19 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
 
 
 def write_report(iteration: Iteration, predictions: pd.DataFrame, dataset: Dataset, *,
-                 candidates: list[Iteration] | None = None, project_name: str = "") -> Path:
-    from loopml.report.iteration import build_iteration_report
+                 candidates: list[Iteration] | None = None, project_name: str = "",
+                 diagnosis: Any = None) -> Path:
+    """(Re)write the run's report, with every section its stored results allow."""
+    from loopml.report.iteration import iteration_report
 
-    return build_iteration_report(
-        iteration.report_path, iteration=iteration.to_dict(), predictions=predictions,
+    report = iteration_report(
+        iteration=iteration.to_dict(), predictions=predictions,
         task=dataset.task, metric=iteration.metric,
         classes=[str(c) for c in dataset.classes] or None,
         candidates=[c.to_dict() for c in candidates] if candidates else None,
         project_name=project_name)
+    if diagnosis is not None:
+        from loopml.report.diagnosis import add_diagnosis_section
+
+        add_diagnosis_section(report, diagnosis.to_dict())
+    return report.write(iteration.report_path)

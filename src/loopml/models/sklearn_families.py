@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from math import comb
 
 import numpy as np
+from sklearn.kernel_approximation import PolynomialCountSketch
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import PolynomialFeatures
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from loopml.models.base import Architecture
 
@@ -18,8 +20,15 @@ class LinearModel(Architecture):
 
     ``size`` is the polynomial degree of the features (1: plain linear, 2: all
     pairwise products, ...), the linear family's one honest capacity knob.
+    The expansion is exact while it stays under ``MAX_POLY_COLUMNS`` columns;
+    beyond that (degree 3 on 64 pixels is ~48,000 columns) a fixed-width
+    sketch of the same polynomial kernel stands in, so capacity still grows
+    with the degree while memory does not.
     ``reg`` is the L2 strength: 1/C for logistic regression, alpha for ridge.
     """
+
+    MAX_POLY_COLUMNS = 5000
+    SKETCH_COMPONENTS = 2048
 
     name = "linear"
     summary = "logistic / ridge regression"
@@ -45,14 +54,21 @@ class LinearModel(Architecture):
                                       random_state=self.random_state)
         else:
             head = LinearRegression() if self.reg == 0 else Ridge(alpha=self.reg)
-        steps = [head] if int(self.size) <= 1 else [
-            PolynomialFeatures(int(self.size), include_bias=False), head]
-        self.model_ = make_pipeline(*steps)
+        self.model_ = make_pipeline(*self._expansion(Xt.shape[1]), head)
         with warnings.catch_warnings():
             # A strongly regularized or tiny problem may stop before converging;
             # the metrics say what that cost, a warning per fit says nothing more.
             warnings.filterwarnings("ignore", message=".*(converge|ConvergenceWarning).*")
             self.model_.fit(Xt, y)
+
+    def _expansion(self, n_columns: int) -> list:
+        degree = int(self.size)
+        if degree <= 1:
+            return []
+        if comb(n_columns + degree, degree) - 1 <= self.MAX_POLY_COLUMNS:
+            return [PolynomialFeatures(degree, include_bias=False)]
+        return [PolynomialCountSketch(degree=degree, n_components=self.SKETCH_COMPONENTS,
+                                      random_state=self.random_state), StandardScaler()]
 
     def _predict_proba_model(self, Xt) -> np.ndarray:
         return self.model_.predict_proba(Xt)
