@@ -1,135 +1,227 @@
 """The one place that runs work in parallel.
 
-Locally that is joblib on the machine's cores; with a Ray address it is a Ray
-cluster (``"local"`` starts one in this process). Callers hand over a function
-and its tasks; each task must be picklable (give it a ``clone`` of an
-estimator, never a shared fitted one). Results come back in task order, each
-as soon as it and the ones before it are done, so callers can advance a
-progress bar per result.
+Callers hand over a function and its tasks; each task must be picklable (give
+it a ``clone`` of an estimator, never a shared fitted one). The same sweep runs
+
+- in this process (``n_jobs`` None or 1),
+- on local cores through joblib (``n_jobs`` 2, -1, ...), or
+- on Ray (``ray_address``): ``"local"`` starts a Ray instance inside this
+  process; ``"host:port"``, ``"ray://host:port"`` or ``"auto"`` joins a running
+  cluster. Every node of that cluster must have loopml (same version) and its
+  dependencies installed, because tasks name loopml functions by reference.
+
+Ray is imported only when an address is given, so ``import loopml`` stays fast
+and works without it. One Ray connection lives per process: the instance we
+start or join is reused by later calls (starting Ray costs seconds) until
+:func:`shutdown`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
+import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 from typing import Any
-from urllib.parse import urlparse
 
 from joblib import Parallel, delayed
 
 from loopml.errors import LoopmlError
 
-CONNECT_TIMEOUT_S = 25.0
-_state: dict[str, Any] = {"address": None, "started_here": False}
+LOCAL = "local"
+PROBE_TIMEOUT_S = 5.0  # TCP connect to the cluster's port before handing it to Ray
+CONNECT_TIMEOUT_S = 20.0  # ray.init on a port that answers but never speaks Ray
+_HINT = "start it with `ray start --head`, or drop --ray / ray_address to run on local cores"
+_RAY_OPTIONS = {"log_to_driver": False, "logging_level": logging.ERROR}
+
+_DONE = object()  # end of the task iterator
+# The address we started or joined ("local" for our own instance); None: we hold no Ray.
+_session: dict[str, str | None] = {"address": None}
 
 
-def parallel_map(func: Callable[..., Any], tasks: Iterable[Any], *, n_jobs: int | None = None,
+def parallel_map(func: Callable[[Any], Any], tasks: Iterable[Any], *, n_jobs: int | None = None,
                  ray_address: str | None = None) -> Iterator[Any]:
-    """Yield ``func(task)`` for every task, in order.
+    """Yield ``func(task)`` for every task, in order, running up to ``n_jobs`` at once.
+
+    Results stream: each is yielded as soon as it and all earlier ones are done,
+    so callers can advance a progress bar per result.
 
     ``n_jobs=None`` or 1 runs in this process (no pickling, progress bars stay
-    visible); -1 uses every core. ``ray_address`` ("local", "host:port",
-    "ray://host:port" or "auto") runs the tasks on Ray instead.
+    visible); -1 uses every core. With ``ray_address``, ``n_jobs`` sets the CPUs
+    of a ``"local"`` instance (default: every core) and, on a cluster, caps the
+    tasks in flight (default: no cap, the cluster schedules them all).
+
+    A bad or dead ``ray_address`` raises :class:`LoopmlError` here, at the call,
+    within ``PROBE_TIMEOUT_S + CONNECT_TIMEOUT_S`` seconds; it never hangs.
+
+    >>> list(parallel_map(abs, [-1, 2, -3], n_jobs=2))
+    [1, 2, 3]
     """
     tasks = list(tasks)
-    if ray_address:
-        yield from _ray_map(func, tasks, ray_address, n_jobs)
-        return
+    if ray_address is not None and tasks:
+        return _ray_map(func, tasks, n_jobs=n_jobs, address=ray_address)
     if n_jobs in (None, 1) or len(tasks) <= 1:
-        yield from (func(task) for task in tasks)
-        return
-    yield from Parallel(n_jobs=n_jobs, return_as="generator")(delayed(func)(t) for t in tasks)
-
-
-def _ray_map(func, tasks: list, address: str, n_jobs: int | None) -> Iterator[Any]:
-    ray = _connect(address, n_jobs)
-    remote = ray.remote(num_cpus=1)(func)
-    refs = [remote.remote(task) for task in tasks]
-    for ref in refs:
-        yield ray.get(ref)
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise LoopmlError("a Ray address was given, but Ray is not installed",
-                          hint="pip install 'loopml[ray]'") from None
-    return ray
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    """The (host, port) to probe, or None where Ray finds the cluster itself ("auto")."""
-    if address == "auto":
-        return None
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
-    if not parsed.hostname or not parsed.port:
-        raise LoopmlError(f"Ray address '{address}' is not host:port",
-                          hint="e.g. --ray 10.0.0.5:6379, ray://head:10001, auto or local")
-    return parsed.hostname, parsed.port
-
-
-def _probe(address: str) -> None:
-    """Fail in seconds, not minutes, when nothing listens at the address."""
-    target = _host_port(address)
-    if target is None:
-        return
-    try:
-        with socket.create_connection(target, timeout=5.0):
-            pass
-    except OSError as exc:
-        raise LoopmlError(f"the Ray cluster at {address} does not answer ({exc.strerror or exc})",
-                          hint="start it with 'ray start --head', or drop --ray / "
-                               "ray_address to run on local cores") from None
-
-
-def _connect(address: str, n_jobs: int | None):
-    ray = _import_ray()
-    if ray.is_initialized() and _state["address"] == address:
-        return ray
-    if ray.is_initialized():
-        shutdown()
-    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False,
-                               "include_dashboard": False}
-    if address == "local":
-        cpus = os.cpu_count() if n_jobs in (None, -1) else max(1, n_jobs)
-        ray.init(num_cpus=cpus, **options)
-    else:
-        _probe(address)
-        _init_within(ray, address, options)
-    _state.update(address=address, started_here=True)
-    return ray
-
-
-def _init_within(ray, address: str, options: dict) -> None:
-    """``ray.init`` can wait minutes on a half-open address; give it a deadline."""
-    outcome: dict[str, BaseException | None] = {"error": None}
-
-    def connect() -> None:
-        try:
-            ray.init(address=address, **options)
-        except BaseException as exc:  # handed back to the caller below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(CONNECT_TIMEOUT_S)
-    if thread.is_alive():
-        raise LoopmlError(f"the Ray cluster at {address} did not answer within "
-                          f"{CONNECT_TIMEOUT_S:.0f} s",
-                          hint="check the address and that the cluster is up")
-    if outcome["error"] is not None:
-        raise LoopmlError(f"cannot join the Ray cluster at {address}: "
-                          f"{str(outcome['error']).splitlines()[0]}") from None
+        return (func(task) for task in tasks)
+    return iter(Parallel(n_jobs=n_jobs, return_as="generator")(delayed(func)(t) for t in tasks))
 
 
 def shutdown() -> None:
-    """Stop the Ray connection (and a local instance) this process started."""
-    if _state["started_here"]:
-        import ray
+    """Stop the Ray instance we started (or leave the cluster we joined).
 
+    A Ray connection that this module did not make is left alone.
+    """
+    if _session["address"] is None:
+        return
+    _session["address"] = None
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
         ray.shutdown()
-        _state.update(address=None, started_here=False)
+
+
+def _ray_map(func: Callable[[Any], Any], tasks: list[Any], *, n_jobs: int | None,
+             address: str) -> Iterator[Any]:
+    """Connect now (so address errors raise at the call), then stream results."""
+    ray = _import_ray()
+    _connect(ray, address, n_jobs)
+    window = n_jobs if n_jobs is not None and n_jobs > 0 else len(tasks)
+    # The function goes to the object store once: closures often capture the
+    # whole dataset, and every task then reads that one copy.
+    return _ray_results(ray, ray.put(func), tasks, window)
+
+
+def _ray_results(ray: ModuleType, func_ref: Any, tasks: list[Any], window: int
+                 ) -> Iterator[Any]:
+    """Keep up to ``window`` tasks in flight; yield their results in task order."""
+    call = ray.remote(_call)
+    todo, pending = iter(tasks), deque()
+    try:
+        while True:
+            while len(pending) < window and (task := next(todo, _DONE)) is not _DONE:
+                pending.append(call.remote(func_ref, task))
+            if not pending:
+                return
+            try:
+                yield ray.get(pending.popleft())
+            except ray.exceptions.RayTaskError as error:
+                # Re-raise what the task raised, as joblib does, so a LoopmlError stays one.
+                raise (error.cause or error) from error
+    finally:
+        for ref in pending:  # the caller stopped early, or a task failed
+            ray.cancel(ref)
+
+
+def _call(func: Callable[[Any], Any], task: Any) -> Any:
+    """The Ray task: ``func`` arrives resolved from the object store."""
+    return func(task)
+
+
+def _import_ray() -> ModuleType:
+    if importlib.util.find_spec("ray") is None:
+        raise LoopmlError("Running on Ray needs the ray package, which is not installed.",
+                          hint="pip install 'loopml[ray]', or drop --ray / ray_address "
+                               "to run on local cores")
+    import ray
+
+    return ray
+
+
+def _connect(ray: ModuleType, address: str, n_jobs: int | None) -> None:
+    """Start or join Ray once per process; reuse the connection when it matches."""
+    if ray.is_initialized():
+        if _session["address"] in (address, None):
+            return  # ours for this address, or one the caller made with ray.init
+        shutdown()
+    if address == LOCAL:
+        ray.init(address=LOCAL, num_cpus=_local_cpus(n_jobs), include_dashboard=False,
+                 runtime_env=_same_import_path(), **_RAY_OPTIONS)
+    else:
+        _probe(ray, address)
+        _init_within(ray, address, CONNECT_TIMEOUT_S)
+    _session["address"] = address
+
+
+def _local_cpus(n_jobs: int | None) -> int:
+    """joblib's meaning of ``n_jobs``: None or -1 every core, -2 all but one, ..."""
+    cores = os.cpu_count() or 1
+    if n_jobs is None:
+        return cores
+    return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+
+
+def _same_import_path() -> dict[str, Any]:
+    """Local workers import what this process imports (as loky's do): its sys.path."""
+    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+
+
+def _probe(ray: ModuleType, address: str) -> None:
+    """Fail fast when nothing listens at the cluster's port: ray.init would wait minutes."""
+    host, port = _host_port(ray, address)
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as error:
+        raise LoopmlError(f"No Ray cluster answers at {address} ({host}:{port}: {error}).",
+                          hint=_HINT) from error
+
+
+def _host_port(ray: ModuleType, address: str) -> tuple[str, int]:
+    """Where the cluster listens: ``ray://`` is Ray Client, ``auto`` the latest ``ray start``."""
+    target = address
+    if address.startswith("ray://"):
+        if importlib.util.find_spec("grpc") is None:
+            raise LoopmlError(f"Joining {address} uses Ray Client, which is not installed.",
+                              hint="pip install 'ray[client]', or give the cluster as host:port")
+        target = address.removeprefix("ray://")
+    elif address == "auto":
+        target = _find_running_cluster(address)
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise LoopmlError(f"Ray address {address!r} is not host:port.",
+                          hint="give 'local', 'auto', 'host:port' or 'ray://host:port'")
+    return host.strip("[]"), int(port)
+
+
+def _find_running_cluster(address: str) -> str:
+    """Resolve ``auto`` as Ray does (RAY_ADDRESS, then the latest local ``ray start``)."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        found = canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as error:
+        raise LoopmlError(f"No running Ray cluster found for ray_address={address!r}.",
+                          hint=_HINT) from error
+    if found is None:
+        raise LoopmlError(f"No running Ray cluster found for ray_address={address!r}.",
+                          hint=_HINT)
+    return found.removeprefix("ray://")
+
+
+def _init_within(ray: ModuleType, address: str, timeout_s: float) -> None:
+    """ray.init in a daemon thread, so a port that answers but is not Ray cannot hang us.
+
+    After a timeout that thread may stay blocked in ray.init until Ray gives up;
+    it holds no lock of ours and dies with the process.
+    """
+    outcome: dict[str, BaseException | None] = {}
+
+    def join() -> None:
+        try:
+            ray.init(address=address, **_RAY_OPTIONS)
+            outcome["error"] = None
+        except Exception as error:  # handed to the caller's thread below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=join, name="loopml-ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if "error" not in outcome:
+        raise LoopmlError(f"The Ray cluster at {address} did not answer within "
+                          f"{timeout_s:.0f} s.", hint=_HINT)
+    if outcome["error"] is not None:
+        raise LoopmlError(f"Could not join the Ray cluster at {address}: {outcome['error']}",
+                          hint=_HINT) from outcome["error"]
