@@ -139,3 +139,15 @@ def test_ray_streams_results_before_the_sweep_ends(local_ray) -> None:
     next(results)
     assert time.perf_counter() - start < 1.5
     assert list(results) == [None, None]
+
+
+@pytest.mark.slow
+def test_a_diagnosis_sweep_gives_the_same_numbers_on_ray(local_ray, tmp_path) -> None:
+    from loopml import Project
+
+    project = Project.init(tmp_path / "d", data="digits", target="label")
+    iteration = project.train("linear", report=False)
+    on_ray = project.diagnose(iteration.run_id, folds=3, curves=False, ray_address="local")
+    local = project.diagnose(iteration.run_id, folds=3, curves=False, n_jobs=2)
+    assert on_ray.j_cv == pytest.approx(local.j_cv)
+    assert on_ray.j_train == pytest.approx(local.j_train)

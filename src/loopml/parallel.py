@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 
 from loopml.errors import LoopmlError
 
@@ -67,7 +67,15 @@ def parallel_map(func: Callable[[Any], Any], tasks: Iterable[Any], *, n_jobs: in
         return _ray_map(func, tasks, n_jobs=n_jobs, address=ray_address)
     if n_jobs in (None, 1) or len(tasks) <= 1:
         return (func(task) for task in tasks)
-    return iter(Parallel(n_jobs=n_jobs, return_as="generator")(delayed(func)(t) for t in tasks))
+    return _joblib_map(func, tasks, n_jobs)
+
+
+def _joblib_map(func: Callable[[Any], Any], tasks: list[Any], n_jobs: int) -> Iterator[Any]:
+    # One thread per worker: LightGBM and torch otherwise each take every core, and
+    # k workers x k threads on k cores spin against each other (5x slower, measured).
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        yield from Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(func)(t) for t in tasks)
 
 
 def shutdown() -> None:
