@@ -147,7 +147,7 @@ def test_diagnose_with_a_ray_address_that_does_not_answer(cli, project: Path) ->
         port = s.getsockname()[1]
     start = time.perf_counter()
     _refused(cli("diagnose", "-p", project, "--folds", "3", "--ray", f"127.0.0.1:{port}"),
-             f"Ray cluster at 127.0.0.1:{port} does not answer")
+             f"No Ray cluster answers at 127.0.0.1:{port}")
     assert time.perf_counter() - start < 30
     assert not list(project.glob(".loopml/runs/*/artifacts/diagnosis.json"))
 
