@@ -37,6 +37,10 @@ LOCAL = "local"
 PROBE_TIMEOUT_S = 5.0  # TCP connect to the cluster's port before handing it to Ray
 CONNECT_TIMEOUT_S = 20.0  # ray.init on a port that answers but never speaks Ray
 _HINT = "start it with `ray start --head`, or drop --ray / ray_address to run on local cores"
+# Recent Ray starts clusters with token auth; a driver given an explicit address sends
+# its token only under RAY_AUTH_MODE=token, else ray.init retries until it times out.
+_AUTH_HINT = ("; if the cluster uses token authentication, set RAY_AUTH_MODE=token "
+              "(and RAY_AUTH_TOKEN, or the token in ~/.ray/auth_token)")
 _RAY_OPTIONS = {"log_to_driver": False, "logging_level": logging.ERROR}
 
 _DONE = object()  # end of the task iterator
@@ -148,7 +152,7 @@ def _connect(ray: ModuleType, address: str, n_jobs: int | None) -> None:
         ray.init(address=LOCAL, num_cpus=_local_cpus(n_jobs), include_dashboard=False,
                  runtime_env=_same_import_path(), **_RAY_OPTIONS)
     else:
-        _probe(ray, address)
+        _probe(address)
         _init_within(ray, address, CONNECT_TIMEOUT_S)
     _session["address"] = address
 
@@ -167,9 +171,9 @@ def _same_import_path() -> dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
 
 
-def _probe(ray: ModuleType, address: str) -> None:
+def _probe(address: str) -> None:
     """Fail fast when nothing listens at the cluster's port: ray.init would wait minutes."""
-    host, port = _host_port(ray, address)
+    host, port = _host_port(address)
     try:
         socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as error:
@@ -177,7 +181,7 @@ def _probe(ray: ModuleType, address: str) -> None:
                           hint=_HINT) from error
 
 
-def _host_port(ray: ModuleType, address: str) -> tuple[str, int]:
+def _host_port(address: str) -> tuple[str, int]:
     """Where the cluster listens: ``ray://`` is Ray Client, ``auto`` the latest ``ray start``."""
     target = address
     if address.startswith("ray://"):
@@ -229,7 +233,7 @@ def _init_within(ray: ModuleType, address: str, timeout_s: float) -> None:
     thread.join(timeout_s)
     if "error" not in outcome:
         raise LoopmlError(f"The Ray cluster at {address} did not answer within "
-                          f"{timeout_s:.0f} s.", hint=_HINT)
+                          f"{timeout_s:.0f} s.", hint=_HINT + _AUTH_HINT)
     if outcome["error"] is not None:
         raise LoopmlError(f"Could not join the Ray cluster at {address}: {outcome['error']}",
                           hint=_HINT) from outcome["error"]
