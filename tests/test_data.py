@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 
 from loopml import Project
 from loopml.data.split import Split
-from loopml.errors import DataError
+from loopml.exceptions import DataError
 
 
 def test_digits_builtin_has_stable_ids_and_image_shape(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from loopml import Project
-from loopml.errors import ScopeError
+from loopml.exceptions import ScopeError
 from loopml.scope import read_scope
 
 

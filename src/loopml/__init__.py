@@ -1,6 +1,6 @@
 """loopml: the iterative loop of machine-learning development, on your own data."""
 
-from loopml.errors import LoopmlError
+from loopml.exceptions import LoopmlError
 from loopml.project import Project
 
 __all__ = ["LoopmlError", "Project"]

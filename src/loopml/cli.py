@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from loopml.console import console
-from loopml.errors import LoopmlError
+from loopml.exceptions import LoopmlError
 
 DIGITS_DIR = "loopml-digits"
 

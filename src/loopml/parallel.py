@@ -31,7 +31,7 @@ from typing import Any
 
 from joblib import Parallel, delayed, parallel_config
 
-from loopml.errors import LoopmlError
+from loopml.exceptions import LoopmlError
 
 LOCAL = "local"
 PROBE_TIMEOUT_S = 5.0  # TCP connect to the cluster's port before handing it to Ray

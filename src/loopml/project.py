@@ -24,7 +24,7 @@ import numpy as np
 
 from loopml.data.dataset import Dataset, load_dataset
 from loopml.data.split import Split
-from loopml.errors import LoopmlError, RunNotFoundError, ScopeError
+from loopml.exceptions import LoopmlError, RunNotFoundError, ScopeError
 from loopml.metrics import DEFAULT_METRIC
 from loopml.models.registry import default_candidates, make_architecture
 from loopml.parallel import parallel_map

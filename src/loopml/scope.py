@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from loopml.errors import ScopeError
+from loopml.exceptions import ScopeError
 from loopml.metrics import DEFAULT_METRIC, METRICS
 
 SCOPE_FILE = "loopml.yaml"

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loopml.errors import LoopmlError
+from loopml.exceptions import LoopmlError
 
 STORE_FILE = "mlflow.db"
 RUNS_DIR = "runs"

@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 
 from loopml.data.dataset import Dataset
 from loopml.data.split import Split
-from loopml.errors import LoopmlError
+from loopml.exceptions import LoopmlError
 from loopml.metrics import METRICS, evaluate
 from loopml.track import Tracker, load_model
 

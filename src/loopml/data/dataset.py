@@ -19,7 +19,7 @@ import pandas as pd
 
 from loopml.data.infer import infer_feature_type, infer_task
 from loopml.data.sources import RawSource, read_source
-from loopml.errors import DataError
+from loopml.exceptions import DataError
 from loopml.scope import DataSpec
 
 ID_NAME = "id"

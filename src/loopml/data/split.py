@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from loopml.data.dataset import Dataset
-from loopml.errors import DataError
+from loopml.exceptions import DataError
 from loopml.scope import SplitSpec
 
 PARTS = ("train", "val", "test")

@@ -22,7 +22,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from loopml.data.dataset import Dataset
 from loopml.data.split import Split
-from loopml.errors import LoopmlError
+from loopml.exceptions import LoopmlError
 from loopml.metrics import METRICS
 from loopml.parallel import parallel_map
 from loopml.train import subsample

@@ -10,7 +10,7 @@ import difflib
 import importlib
 from typing import TYPE_CHECKING
 
-from loopml.errors import LoopmlError
+from loopml.exceptions import LoopmlError
 
 if TYPE_CHECKING:
     from loopml.data.dataset import Dataset
