@@ -1,7 +1,8 @@
 """loopml: the iterative loop of machine-learning development, on your own data."""
 
+from loopml.errors.traits import trait
 from loopml.exceptions import LoopmlError
 from loopml.project import Project
 
-__all__ = ["LoopmlError", "Project"]
+__all__ = ["LoopmlError", "Project", "trait"]
 __version__ = "0.1.0"

@@ -230,6 +230,62 @@ def diagnose(run_id: Annotated[str | None, typer.Argument(help="run id or prefix
 
 
 @app.command()
+def errors(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; none: the "
+                                                        "latest run")] = None,
+           label_issues: Annotated[bool, typer.Option(
+               help="look for wrong labels (refits the run's model on folds of train)")] = True,
+           folds: Annotated[int, typer.Option(help="folds for out-of-fold probabilities")] = 5,
+           embeddings: Annotated[bool, typer.Option(
+               help="cluster image/text errors with a pretrained encoder")] = True,
+           depth: Annotated[int, typer.Option(min=1, max=3, help="most conditions per "
+                                              "slice")] = 3,
+           jobs: Annotated[int, typer.Option("--jobs", "-j", help="fits at once (-1: all "
+                                             "cores)")] = -1,
+           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Error analysis: errors by trait, confused pair, slice and cluster; label issues."""
+    from loopml.console import progress
+    from loopml.errors.view import show_errors
+
+    proj = _project(project)
+    iteration = proj.get_run(run_id) if run_id else proj.latest_run()
+    steps = ["traits", "label issues", "slices", "embedding clusters", "history"]
+    with progress() as bar:
+        task = bar.add_task(f"analysing {iteration.architecture} {iteration.run_id[:8]}",
+                            total=len(steps), status="")
+
+        def step(name: str) -> None:
+            bar.update(task, completed=steps.index(name), status=name)
+
+        report = proj.errors(iteration.run_id, label_issues=label_issues, folds=folds,
+                             embeddings=embeddings, max_depth=depth, n_jobs=jobs, step=step)
+    if as_json:
+        _emit({**report.to_dict(), "report": str(iteration.report_path)})
+        return
+    show_errors(report, console)
+    console.print(f"report: [bold]{iteration.report_path}[/]", soft_wrap=True)
+
+
+@app.command()
+def tag(example_id: Annotated[list[str], typer.Argument(
+            metavar="ID... TRAIT", help="one or more example ids, then the trait's name")],
+        remove: Annotated[bool, typer.Option("--remove", help="take the tag off")] = False,
+        project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Tag examples with a trait by hand; error analysis counts it like any trait."""
+    if len(example_id) < 2:
+        raise LoopmlError("give at least one example id and then the trait's name",
+                          hint="e.g. loopml tag digits-0042 smudged")
+    *ids, trait = example_id
+    proj = _project(project)
+    changed = proj.tag(ids, trait, remove=remove)
+    total = len(proj.tags().get(trait, ()))
+    if as_json:
+        _emit({"trait": trait, "changed": changed, "removed": remove, "tagged": total})
+        return
+    verb = "untagged" if remove else "tagged"
+    console.print(f"{verb} {changed} example(s) '{trait}'; {total} carry it now")
+
+
+@app.command()
 def architectures(as_json: JsonOpt = False) -> None:
     """List the model families and what their size and reg knobs mean."""
     from loopml.models.registry import architecture_names, get_architecture

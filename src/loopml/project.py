@@ -43,6 +43,7 @@ from loopml.train import (
 
 if TYPE_CHECKING:
     from loopml.diagnose import Diagnosis
+    from loopml.errors.report import ErrorReport
 
 STATE_DIR = ".loopml"
 
@@ -236,7 +237,7 @@ class Project:
         The diagnosis is stored next to the run (``diagnosis.json``), its numbers on
         the MLflow run, and the run's report gains a Diagnosis section.
         """
-        from loopml.diagnose import Diagnosis, diagnose
+        from loopml.diagnose import diagnose
 
         iteration = self.get_run(run_id) if run_id else self.latest_run()
         d = diagnose(self, iteration, folds=folds, curves=curves, n_jobs=n_jobs,
@@ -249,8 +250,48 @@ class Project:
                 "diag_j_cv": d.j_cv, "diag_avoidable_bias": d.avoidable_bias,
                 "diag_variance": d.variance}.items() if np.isfinite(v)})
         write_report(iteration, iteration.predictions(), self.dataset,
-                     project_name=self.scope.name, diagnosis=Diagnosis.load(iteration.path))
+                     project_name=self.scope.name)
         return d
+
+    def errors(self, run_id: str | None = None, *, label_issues: bool = True, folds: int = 5,
+               embeddings: bool = True, max_depth: int = 3, n_jobs: int | None = None,
+               step: Callable[[str], None] | None = None) -> ErrorReport:
+        """Error analysis of a run's val predictions (default: the latest run).
+
+        The ErrorReport is stored next to the run (``errors.json``), its counts on
+        the MLflow run, new slices in ``.loopml/errors/definitions.json``, and the
+        run's report gains an Error-analysis section.
+        """
+        from loopml.errors.analysis import analyse_errors
+
+        iteration = self.get_run(run_id) if run_id else self.latest_run()
+        report = analyse_errors(self, iteration, label_issues=label_issues, folds=folds,
+                                embeddings=embeddings, max_depth=max_depth, n_jobs=n_jobs,
+                                step=step)
+        path = report.save(iteration.path)
+        top = report.ranked()[0] if report.ranked() else None
+        self.tracker.annotate(
+            iteration.run_id, files=(path,),
+            metrics={"errors_val": report.n_errors, "errors_slices": len(report.slices),
+                     "errors_label_issues": len(report.label_issues),
+                     **({"errors_top_ceiling": top.ceiling} if top else {})},
+            tags={"loopml.errors_top": top.name[:250]} if top else None)
+        write_report(iteration, iteration.predictions(), self.dataset,
+                     project_name=self.scope.name)
+        return report
+
+    def tag(self, ids: list[str], trait: str, *, remove: bool = False) -> int:
+        """Tag examples with a trait by hand (or untag them); returns how many changed."""
+        from loopml.errors.traits import TagStore
+
+        known = self.dataset.ids.astype(str)
+        return TagStore(self.state_dir).change([str(i) for i in ids], trait, known,
+                                               remove=remove)
+
+    def tags(self) -> dict[str, set[str]]:
+        from loopml.errors.traits import TagStore
+
+        return TagStore(self.state_dir).by_trait()
 
     def latest_run(self) -> Iteration:
         runs = self.runs()

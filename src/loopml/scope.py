@@ -82,6 +82,42 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
 
 
+class TraitSpec(_Strict):
+    """A yes/no property of an example, declared over its columns and metadata."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    name: str = Field(description="the trait's name, as reports show it", pattern=r"^[\w.:-]+$")
+    column: str | None = Field(None, description="the column it tests")
+    matches: str | None = Field(None, description="a regular expression found in the value")
+    between: tuple[float | None, float | None] | None = Field(
+        None, description="[low, high], inclusive; null for an open end")
+    isin: list[Any] | None = Field(None, alias="in", description="the value is one of these")
+    equals: Any = Field(None, description="the value equals this")
+    missing: bool | None = Field(None, description="true: the value is missing")
+    where: str | None = Field(None, description="a pandas expression over the columns, "
+                              "e.g. \"age > 60 and sex == 'F'\"")
+    description: str | None = Field(None, description="what it means, for the report")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> TraitSpec:
+        tests = [k for k in ("matches", "between", "isin", "equals", "missing", "where")
+                 if getattr(self, k) is not None]
+        shown = ["in" if t == "isin" else t for t in tests]
+        if len(tests) != 1:
+            raise ValueError(f"trait '{self.name}' needs exactly one of matches, between, in, "
+                             f"equals, missing, where; it has {shown or 'none'}")
+        if tests[0] != "where" and not self.column:
+            raise ValueError(f"trait '{self.name}' uses '{shown[0]}' but names no 'column'")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"trait '{self.name}': 'matches' is not a valid regular "
+                                 f"expression: {exc}") from None
+        return self
+
+
 class Budget(_Strict):
     time: str = Field("15m", description="wall-clock budget for the autopilot (90s, 15m, 2h)")
     max_iterations: int = Field(20, ge=1, description="most iterations the autopilot may run")
@@ -115,6 +151,12 @@ class Scope(_Strict):
                                      "instead of the SQLite store in .loopml/")
     ray_address: str | None = Field(None, description="a Ray cluster (host:port) that runs "
                                     "sweeps instead of the local cores")
+    traits: list[TraitSpec] = Field(default_factory=list, description="named yes/no "
+                                    "properties error analysis counts, e.g. {name: long, "
+                                    "column: text, matches: '.{500,}'}")
+    traits_module: str | None = Field(None, description="a Python file of functions marked "
+                                      "@loopml.trait (relative to this file); none: "
+                                      "traits.py here, if it exists")
 
     @model_validator(mode="after")
     def _metric_fits(self) -> Scope:
@@ -228,6 +270,11 @@ def _render(model: BaseModel, indent: str = "") -> list[str]:
         if isinstance(value, BaseModel):
             out.append(f"{indent}{name}:")
             out += _render(value, indent + "  ")
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            out.append(f"{indent}{name}:")
+            out += [f"{indent}  - " + yaml.safe_dump(
+                v.model_dump(by_alias=True, exclude_none=True), default_flow_style=True,
+                width=10_000).strip() for v in value]
         elif isinstance(value, dict) and value:
             out.append(f"{indent}{name}:")
             out += [f"{indent}  {yaml.safe_dump({k: v}, default_flow_style=True).strip()[1:-1]}"

@@ -201,9 +201,14 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
 
 
 def write_report(iteration: Iteration, predictions: pd.DataFrame, dataset: Dataset, *,
-                 candidates: list[Iteration] | None = None, project_name: str = "",
-                 diagnosis: Any = None) -> Path:
-    """(Re)write the run's report, with every section its stored results allow."""
+                 candidates: list[Iteration] | None = None, project_name: str = "") -> Path:
+    """(Re)write the run's report, with every section its stored results allow.
+
+    A stored diagnosis (``diagnosis.json``) and error analysis (``errors.json``)
+    in the run's folder each add their section.
+    """
+    from loopml.diagnose import Diagnosis
+    from loopml.errors.report import ErrorReport
     from loopml.report.iteration import iteration_report
 
     report = iteration_report(
@@ -212,8 +217,14 @@ def write_report(iteration: Iteration, predictions: pd.DataFrame, dataset: Datas
         classes=[str(c) for c in dataset.classes] or None,
         candidates=[c.to_dict() for c in candidates] if candidates else None,
         project_name=project_name)
+    diagnosis = Diagnosis.load(iteration.path) if iteration.path else None
     if diagnosis is not None:
         from loopml.report.diagnosis import add_diagnosis_section
 
         add_diagnosis_section(report, diagnosis.to_dict())
+    errors = ErrorReport.load(iteration.path) if iteration.path else None
+    if errors is not None:
+        from loopml.report.errors import add_errors_section
+
+        add_errors_section(report, errors)
     return report.write(iteration.report_path)

@@ -72,6 +72,15 @@ tr.best td:first-child { box-shadow: inset 3px 0 0 var(--best-line); }
 figure { margin: 12px 0; }
 figcaption { color: var(--muted); font-size: 14px; }
 footer { color: var(--muted); font-size: 13px; padding-bottom: 28px; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr));
+         gap: 10px; margin: 10px 0; }
+.card { border: 1px solid var(--line); border-radius: 6px; padding: 8px; font-size: 13px;
+        background: var(--paper); overflow-wrap: anywhere; }
+.card img { width: 100%; image-rendering: pixelated; background: #000; border-radius: 4px; }
+.card .label { font-weight: 600; }
+.card .meta { color: var(--muted); }
+.card .text { max-height: 9em; overflow: auto; margin: 4px 0; }
+.card.flag { border-color: #c0392b; }
 """
 
 _MISSING = "—"
@@ -174,6 +183,26 @@ class Section:
             f'<div class="table-wrap"><table>{cap}<thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>"
         )
+        return self
+
+    def add_cards(self, cards: Sequence[Mapping[str, Any]], *, caption: str | None = None
+                  ) -> Section:
+        """A grid of examples: each card has ``title``, optional ``image`` (a data: URI
+        of a PNG), ``text``, ``lines`` (short facts) and ``flag`` (draw it in red)."""
+        items = []
+        for card in cards:
+            image = card.get("image") or ""
+            img = (f'<img src="{escape(image)}" alt="{escape(str(card.get("title", "")))}">'
+                   if image.startswith("data:image/png;base64,") else "")
+            text = f'<div class="text">{escape(str(card["text"]))}</div>' \
+                if card.get("text") else ""
+            lines = "".join(f'<div class="meta">{escape(str(line))}</div>'
+                            for line in card.get("lines", ()))
+            css = "card flag" if card.get("flag") else "card"
+            items.append(f'<div class="{css}">{img}<div class="label">'
+                         f'{escape(str(card.get("title", "")))}</div>{text}{lines}</div>')
+        cap = f"<p>{escape(caption)}</p>" if caption else ""
+        self._blocks.append(f'{cap}<div class="cards">{"".join(items)}</div>')
         return self
 
     def add_figure(self, fig: go.Figure, *, caption: str | None = None) -> Section:

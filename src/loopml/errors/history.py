@@ -1,0 +1,80 @@
+"""Slice definitions kept across iterations, and their error on every run.
+
+A slice found once stays defined (``.loopml/errors/definitions.json``), so
+each later ``loopml errors`` re-scores it on the new run's predictions and
+the report shows whether the work on it paid off. Traits are defined by
+their sources and are re-scored the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopml.errors.report import GroupStat, Scorer
+
+DEFINITIONS_FILE = Path("errors") / "definitions.json"
+MAX_RUNS = 20
+
+
+class Definitions:
+    """The stored slice definitions of a project."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.file = Path(state_dir) / DEFINITIONS_FILE
+
+    def load(self) -> list[dict[str, Any]]:
+        if not self.file.exists():
+            return []
+        return json.loads(self.file.read_text()).get("slices", [])
+
+    def add(self, slices: list[GroupStat], run_id: str) -> list[dict[str, Any]]:
+        """Store new slices (by key); known ones keep their first sighting."""
+        stored = self.load()
+        known = {s["key"] for s in stored}
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        for g in slices:
+            if g.key not in known:
+                stored.append({"key": g.key, "description": g.description,
+                               "slice": g.extra["slice"], "first_run": run_id,
+                               "first_seen": now})
+                known.add(g.key)
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"slices": stored}, indent=1))
+        os.replace(tmp, self.file)
+        return stored
+
+
+def rescore(runs: list[Any], masks: dict[str, tuple[str, str, pd.Series]], *, task: str,
+            metric: str, classes: list) -> list[dict[str, Any]]:
+    """Each group's error rate on every run (oldest first) over the val ids it shares.
+
+    ``masks`` maps a group key to (kind, name, bool Series indexed by id).
+    """
+    history = {key: {"key": key, "kind": kind, "name": name, "runs": []}
+               for key, (kind, name, _) in masks.items()}
+    for run in runs[-MAX_RUNS:]:
+        try:
+            preds = run.predictions()
+        except FileNotFoundError:
+            continue
+        val = preds[preds["part"] == "val"]
+        if val.empty:
+            continue
+        scorer = Scorer.from_predictions(val, task, metric, classes)
+        for key, (_, _, mask) in masks.items():
+            inside = mask.reindex(scorer.ids, fill_value=False).to_numpy(dtype=bool)
+            loss = scorer.loss[inside]
+            history[key]["runs"].append({
+                "run_id": run.run_id, "architecture": run.architecture,
+                "created": run.created, "size": int(inside.sum()),
+                "n_errors": int((inside & scorer.is_error).sum()),
+                "rate": float(loss.mean()) if len(loss) else float("nan")})
+    return [h for h in history.values() if any(np.isfinite(r["rate"]) for r in h["runs"])]
