@@ -155,3 +155,55 @@ def test_diagnose_with_a_ray_address_that_does_not_answer(cli, project: Path) ->
 def test_diagnose_without_runs(cli, penguins_csv: Path) -> None:
     assert cli("init", "q", "--data", penguins_csv, "--target", "species").exit_code == 0
     _refused(cli("diagnose", "-p", "q"), "has no runs yet", "loopml train")
+
+
+# ---------------------------------------------------------------- error analysis
+
+
+def _add_traits(folder: Path, text: str) -> None:
+    _edit_scope(folder, "traits: []", "traits:\n" + text)
+
+
+def test_trait_with_an_invalid_regular_expression(cli, project: Path) -> None:
+    before = _state(project)
+    _add_traits(project, "  - {name: odd, column: island, matches: '(unclosed'}\n")
+    _refused(cli("errors", "-p", project), "loopml.yaml line", "not a valid regular expression")
+    assert _state(project) == before
+
+
+def test_trait_with_two_tests(cli, project: Path) -> None:
+    _add_traits(project, "  - {name: odd, column: island, equals: Dream, missing: true}\n")
+    _refused(cli("errors", "-p", project), "trait 'odd' needs exactly one of",
+             "['equals', 'missing']")
+
+
+def test_trait_where_naming_a_missing_column(cli, project: Path) -> None:
+    before = _state(project)
+    _add_traits(project, "  - {name: heavy, where: 'body_mass > 5000'}\n")
+    _refused(cli("errors", "-p", project), "trait 'heavy'", "'body_mass'",
+             "the columns are:", "body_mass_g")
+    assert _state(project) == before
+
+
+def test_trait_function_that_fails(cli, project: Path) -> None:
+    before = _state(project)
+    (project / "traits.py").write_text(
+        "import loopml\n\n@loopml.trait\ndef broken(frame):\n    return frame['nope'] > 1\n")
+    _refused(cli("errors", "-p", project), "trait 'broken'", "traits.py", "KeyError")
+    (project / "traits.py").write_text(
+        "import loopml\n\n@loopml.trait\ndef short(frame):\n    return [True, False]\n")
+    _refused(cli("errors", "-p", project), "trait 'short'", "returned shape (2,)")
+    assert _state(project) == before
+
+
+def test_tag_needs_an_id_and_a_valid_trait_name(cli, project: Path) -> None:
+    before = _state(project)
+    _refused(cli("tag", "-p", project, "smudged"), "at least one example id")
+    example = pd.read_parquet(project / ".loopml" / "split.parquet")["id"].iloc[0]
+    _refused(cli("tag", "-p", project, example, "two words"), "'two words' is not a trait name")
+    assert _state(project) == before
+
+
+def test_errors_without_runs(cli, penguins_csv: Path) -> None:
+    cli("init", "p", "--data", penguins_csv, "--target", "species")
+    _refused(cli("errors", "-p", "p"), "has no runs yet", "loopml train")

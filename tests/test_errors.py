@@ -88,6 +88,26 @@ def test_label_issues_find_planted_flips(tmp_path: Path):
     assert suspects and all(e["suggested_label"] == e["y_pred"] for e in suspects)
 
 
+def test_a_flexible_label_model_tells_a_weak_model_slice_from_wrong_labels(tmp_path: Path):
+    """In the planted slice the rule is reversed, which a linear model cannot follow; 5% of
+    all labels are flipped at random. Judged by the run's own linear model, the slice's
+    errors look like label issues; judged by gbt, they do not, and the flips still do."""
+    frame, flipped = _table(6000, seed=11, planted_slice=True, flip=0.05)
+    project = _project(tmp_path, frame)
+    project.train("linear")
+    own = project.errors()
+    judged = project.errors(label_model="gbt")
+    assert own.label_check["model"] == "linear" and judged.label_check["model"] == "gbt"
+    key = own.slices[0].key
+    weak_own = next(g for g in own.slices if g.key == key)
+    weak = next(g for g in judged.slices if g.key == key)
+    assert weak_own.label_issues >= 0.5 * weak_own.n_errors
+    assert weak.label_issues <= 0.2 * weak.n_errors, (weak.label_issues, weak.n_errors)
+    truth = set(frame.loc[flipped, "order"])
+    found = {row["id"] for row in judged.label_issues}
+    assert len(found & truth) / len(found) >= 0.6
+
+
 def test_digits_pairs_image_traits_and_report(tmp_path: Path):
     project = Project.init(tmp_path / "digits", data="digits", target="label")
     project.train("linear")
@@ -121,9 +141,10 @@ def test_traits_from_scope_python_and_tags(tmp_path: Path):
     frame, _ = _table(1500, seed=4, planted_slice=True)
     project = _project(tmp_path, frame)
     scope = (project.root / "loopml.yaml").read_text()
-    scope += ("traits:\n  - {name: web_s3, where: \"shop == 's3' and channel == 'web'\"}\n"
-              "  - {name: big_x, column: x, between: [1.0, null]}\n"
-              "  - {name: app, column: channel, in: [app]}\n")
+    scope = scope.replace("traits: []\n", (
+        "traits:\n  - {name: web_s3, where: \"shop == 's3' and channel == 'web'\"}\n"
+        "  - {name: big_x, column: x, between: [1.0, null]}\n"
+        "  - {name: app, column: channel, in: [app]}\n"))
     (project.root / "loopml.yaml").write_text(scope)
     (project.root / "traits.py").write_text(
         "import loopml\n\n@loopml.trait(description='w is negative')\n"
@@ -208,8 +229,8 @@ def test_cli_trait_with_missing_column(cli, tmp_path: Path):
     cli("init", "p", "--data", "orders.csv", "--target", "label", "--id-column", "order")
     cli("train", "-p", "p", "--arch", "linear")
     scope = tmp_path / "p" / "loopml.yaml"
-    scope.write_text(scope.read_text() + "traits:\n  - {name: big, column: prize, "
-                     "between: [10, null]}\n")
+    scope.write_text(scope.read_text().replace(
+        "traits: []\n", "traits:\n  - {name: big, column: prize, between: [10, null]}\n"))
     result = cli("errors", "-p", "p")
     assert result.exit_code == 2, result.output
     assert "column 'prize'" in result.output and "the columns are:" in result.output

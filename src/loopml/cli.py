@@ -234,6 +234,10 @@ def errors(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; 
                                                         "latest run")] = None,
            label_issues: Annotated[bool, typer.Option(
                help="look for wrong labels (refits the run's model on folds of train)")] = True,
+           label_model: Annotated[str | None, typer.Option(
+               help="architecture that judges the labels (default: the run's own; a more "
+                    "flexible one, e.g. gbt, tells weak-model slices from wrong labels)")
+               ] = None,
            folds: Annotated[int, typer.Option(help="folds for out-of-fold probabilities")] = 5,
            embeddings: Annotated[bool, typer.Option(
                help="cluster image/text errors with a pretrained encoder")] = True,
@@ -256,7 +260,8 @@ def errors(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; 
         def step(name: str) -> None:
             bar.update(task, completed=steps.index(name), status=name)
 
-        report = proj.errors(iteration.run_id, label_issues=label_issues, folds=folds,
+        report = proj.errors(iteration.run_id, label_issues=label_issues,
+                             label_model=label_model, folds=folds,
                              embeddings=embeddings, max_depth=depth, n_jobs=jobs, step=step)
     if as_json:
         _emit({**report.to_dict(), "report": str(iteration.report_path)})

@@ -253,7 +253,8 @@ class Project:
                      project_name=self.scope.name)
         return d
 
-    def errors(self, run_id: str | None = None, *, label_issues: bool = True, folds: int = 5,
+    def errors(self, run_id: str | None = None, *, label_issues: bool = True,
+               label_model: str | None = None, folds: int = 5,
                embeddings: bool = True, max_depth: int = 3, n_jobs: int | None = None,
                step: Callable[[str], None] | None = None) -> ErrorReport:
         """Error analysis of a run's val predictions (default: the latest run).
@@ -265,7 +266,8 @@ class Project:
         from loopml.errors.analysis import analyse_errors
 
         iteration = self.get_run(run_id) if run_id else self.latest_run()
-        report = analyse_errors(self, iteration, label_issues=label_issues, folds=folds,
+        report = analyse_errors(self, iteration, label_issues=label_issues,
+                                label_model=label_model, folds=folds,
                                 embeddings=embeddings, max_depth=max_depth, n_jobs=n_jobs,
                                 step=step)
         path = report.save(iteration.path)

@@ -44,8 +44,9 @@ Step = Callable[[str], None]
 
 
 def analyse_errors(project: Project, iteration: Iteration, *, label_issues: bool = True,
-                   folds: int = 5, embeddings: bool = True, max_depth: int = 3,
-                   n_jobs: int | None = None, step: Step | None = None) -> ErrorReport:
+                   label_model: str | None = None, folds: int = 5, embeddings: bool = True,
+                   max_depth: int = 3, n_jobs: int | None = None, step: Step | None = None
+                   ) -> ErrorReport:
     """The ErrorReport of ``iteration`` on its val predictions (see the module doc)."""
     step = step or (lambda _: None)
     dataset = project.dataset
@@ -63,7 +64,7 @@ def analyse_errors(project: Project, iteration: Iteration, *, label_issues: bool
     traits = _traits(project, frame, lazy, kind)
     step("label issues")
     issues, check = _label_issues(project, iteration, scorer, classes, enabled=label_issues,
-                                  folds=folds, n_jobs=n_jobs)
+                                  label_model=label_model, folds=folds, n_jobs=n_jobs)
     flagged = scorer.ids.isin(issues.loc[issues["part"] == "val", "id"]) \
         if len(issues) else np.zeros(len(ids), bool)
     p_values = trait_p_values(scorer, [t.mask.to_numpy(dtype=bool) for t in traits])
@@ -163,8 +164,14 @@ def _traits(project: Project, frame: pd.DataFrame, lazy: _LazyInputs, kind: str
 
 
 def _label_issues(project: Project, iteration: Iteration, scorer: Scorer, classes: list, *,
-                  enabled: bool, folds: int, n_jobs: int | None
+                  enabled: bool, label_model: str | None, folds: int, n_jobs: int | None
                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Label issues from the run's own architecture, or from ``label_model``.
+
+    A model that cannot represent a slice disagrees with its labels as firmly
+    as it would with wrong labels; judging labels with a more flexible
+    architecture (``--label-model gbt``) tells the two apart.
+    """
     empty = pd.DataFrame(columns=["id", "part", "given", "suggested", "quality"])
     if not enabled:
         return empty, {"checked": False, "why": "turned off (--no-label-issues)"}
@@ -175,17 +182,30 @@ def _label_issues(project: Project, iteration: Iteration, scorer: Scorer, classe
 
     dataset = project.dataset
     train = dataset.ids.intersection(project.split.ids("train"))
-    oof = out_of_fold_proba(iteration.model(), dataset, train, classes, folds=folds,
-                            seed=project.scope.seed, n_jobs=n_jobs)
-    ids = train.append(pd.Index(scorer.ids))
-    labels = np.concatenate([dataset.y(train), scorer.y_true])
-    proba = np.vstack([oof, scorer.proba])
+    seed = project.scope.seed
+    if label_model is None:  # val probabilities are already out-of-sample for the run's model
+        oof = out_of_fold_proba(iteration.model(), dataset, train, classes, folds=folds,
+                                seed=seed, n_jobs=n_jobs)
+        ids = train.append(pd.Index(scorer.ids))
+        labels = np.concatenate([dataset.y(train), scorer.y_true])
+        proba = np.vstack([oof, scorer.proba])
+    else:
+        from loopml.models.registry import make_architecture
+
+        estimator = make_architecture(label_model, dataset, seed=seed,
+                                      image_size=project.scope.data.image_size)
+        ids = train.append(pd.Index(scorer.ids, name=train.name))
+        labels = dataset.y(ids)
+        proba = out_of_fold_proba(estimator, dataset, ids, classes, folds=folds, seed=seed,
+                                  n_jobs=n_jobs)
     found = find_label_issues(ids, labels, proba, classes)
     val_ids = set(scorer.ids)
     found.insert(1, "part", ["val" if i in val_ids else "train" for i in found["id"]])
     check = {"checked": True, "n_checked": len(ids), "n_found": len(found), "folds": folds,
+             "model": label_model or iteration.architecture,
              "method": "cleanlab confident learning (prune_by_noise_rate) on out-of-fold "
-                       "probabilities for train and the run's own val probabilities"}
+                       "probabilities" + ("" if label_model else " for train and the run's "
+                                          "own val probabilities")}
     return found, check
 
 
@@ -196,7 +216,8 @@ def _slice_frame(dataset, frame: pd.DataFrame, traits: list[Trait], kind: str
             if k in ("numeric", "categorical") and kind != "image"]
     keep += [m for m in dataset.metadata if m not in keep]
     out = frame[keep].copy()
-    out[dataset.target] = frame[dataset.target]
+    target = frame[dataset.target]  # class labels are levels, never quantile bins
+    out[dataset.target] = target.astype(str) if dataset.task == "classification" else target
     for t in traits:
         name = t.name if t.name not in out.columns else f"trait:{t.name}"
         out[name] = t.mask.to_numpy(dtype=bool)

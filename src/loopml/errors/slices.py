@@ -45,7 +45,7 @@ from loopml.exceptions import DataError
 KINDS = ("eq", "range", "missing")
 #: candidates kept during the search per slice asked for: the surplus absorbs
 #: the slices dropped at the end as insignificant or redundant
-_POOL_PER_SLICE = 4
+_POOL_PER_SLICE = 20
 
 
 # ------------------------------------------------------------------ predicates
@@ -742,8 +742,9 @@ class _Search:
         idx = np.nonzero(better)
         sq = err if sq is None else sq   # 0/1 errors: e**2 == e
         p = _p_values(size[idx], err[idx], sq[idx], self.totals)
-        # n_tried only grows, so a cell failing the correction now fails it at the end
-        for i in np.flatnonzero(p * self.n_tried < self.significance):
+        # a loose gate (uncorrected): select() applies the corrected test, and for later
+        # slices tests them against the rows the better slices leave unexplained
+        for i in np.flatnonzero(p < self.significance):
             at = tuple(int(axis[i]) for axis in idx)
             self.pool.append(_Candidate((*prefix, int(cs[at[0]])), at[1:], float(score[at]),
                                         int(size[at]), float(err[at]), float(sq[at]), float(p[i])))
@@ -757,20 +758,36 @@ class _Search:
         kept still score above zero: a refinement of a kept slice has no such
         rows, and a slice that merely overlaps one (``A``, or ``A AND C``, next
         to a kept ``A AND B``) scores nothing once the overlap is taken out.
+
+        The first slice is tested against every row outside it; each later one
+        against the rows that no better kept slice explains (its own new rows
+        against the rest), so a strong slice does not hide a weaker one by
+        inflating the error "outside". The correction stays ``n_tried``.
         """
-        chosen: list[_Candidate] = []
+        chosen: list[tuple[_Candidate, float]] = []
         covered = np.zeros(self.totals.n, dtype=bool)
         for cand in self.pool:
-            if cand.p * self.n_tried >= self.significance:
-                continue
             inside = self._mask(cand)
+            p = cand.p if not chosen else self._p_beyond(inside & ~covered, ~covered)
+            if p * self.n_tried >= self.significance:
+                continue
             if chosen and not self._scores_alone(inside & ~covered):
                 continue
-            chosen.append(cand)
+            chosen.append((cand, p))
             covered |= inside
             if len(chosen) == k:
                 break
-        return [self._stat(c) for c in chosen]
+        return [self._stat(c, p) for c, p in chosen]
+
+    def _p_beyond(self, rows: np.ndarray, universe: np.ndarray) -> float:
+        """One-sided p that ``rows`` err more than the rest of ``universe``."""
+        errors = self.errors[universe]
+        totals = _Totals(n=int(universe.sum()), total=float(errors.sum()),
+                         total_sq=float((errors**2).sum()), binary=self.totals.binary)
+        picked = self.errors[rows]
+        p = _p_values(np.array([len(picked)]), np.array([picked.sum()]),
+                      np.array([(picked**2).sum()]), totals)
+        return float(p[0])
 
     def _mask(self, cand: _Candidate) -> np.ndarray:
         inside = np.ones(self.totals.n, dtype=bool)
@@ -785,10 +802,10 @@ class _Search:
         err = np.array([self.errors[rows].sum()])
         return bool(_score(size, err, self.totals.n, self.base, self.alpha)[0] > 0)
 
-    def _stat(self, cand: _Candidate) -> SliceStat:
+    def _stat(self, cand: _Candidate, p: float) -> SliceStat:
         predicates = tuple(self.columns[c].predicates[v] for c, v in zip(cand.combo, cand.cell,
                                                                           strict=True))
         n, total = self.totals.n, self.totals.total
         outside = (total - cand.err) / (n - cand.size) if cand.size < n else math.nan
         return SliceStat(Slice(predicates), cand.size, cand.err, cand.err / cand.size, outside,
-                         cand.score, min(1.0, cand.p * self.n_tried))
+                         cand.score, min(1.0, p * self.n_tried))
