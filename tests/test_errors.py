@@ -300,6 +300,10 @@ def test_text_traits_and_clusters_name_the_sarcastic_topic(tmp_path: Path):
     words = " ".join(c.description for c in report.clusters)
     assert any(w in words for w in ("courier", "parcel", "delivery", "tracking")), words
     assert report.errors and isinstance(report.errors[0]["features"]["review"], str)
+    # slices may name words: the top one points at the sarcastic topic too
+    shipping = {f"word:{w}" for w in ("courier", "parcel", "delivery", "tracking")}
+    top = {p["column"] for p in report.slices[0].extra["slice"]["predicates"]}
+    assert top & shipping, report.slices[0].name
 
 
 def test_image_folder_thumbnails(tmp_path: Path):

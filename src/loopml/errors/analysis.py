@@ -221,7 +221,24 @@ def _slice_frame(dataset, frame: pd.DataFrame, traits: list[Trait], kind: str
     for t in traits:
         name = t.name if t.name not in out.columns else f"trait:{t.name}"
         out[name] = t.mask.to_numpy(dtype=bool)
+    if kind == "text":
+        for word, present in _frequent_words(text_of(dataset, frame.index)).items():
+            out[f"word:{word}"] = present
     return out
+
+
+def _frequent_words(texts: pd.Series, *, top: int = 50) -> dict[str, np.ndarray]:
+    """Whether each text holds one of the most frequent words: slices can name words."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vectorizer = CountVectorizer(binary=True, stop_words="english", max_features=top,
+                                 min_df=max(2, len(texts) // 100))
+    try:
+        counts = vectorizer.fit_transform(texts.fillna("").astype(str))
+    except ValueError:  # nothing but stop words, or too few texts
+        return {}
+    dense = counts.toarray().astype(bool)
+    return {w: dense[:, i] for i, w in enumerate(vectorizer.get_feature_names_out())}
 
 
 def _slices(scorer: Scorer, frame: pd.DataFrame, flagged: np.ndarray, *, max_depth: int
