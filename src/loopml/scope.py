@@ -9,7 +9,6 @@ unknown key or a wrong type is reported as ``loopml.yaml line 12: ...``.
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loopml.atomic import write_text_atomic
 from loopml.exceptions import ScopeError
 from loopml.metrics import DEFAULT_METRIC, METRICS
 
@@ -294,6 +294,4 @@ def render_scope(scope: Scope) -> str:
 
 def write_scope(scope: Scope, file: Path) -> None:
     """Write atomically, so a crash never leaves half a scope."""
-    tmp = file.with_suffix(".yaml.tmp")
-    tmp.write_text(render_scope(scope), encoding="utf-8")
-    os.replace(tmp, file)
+    write_text_atomic(file, render_scope(scope))

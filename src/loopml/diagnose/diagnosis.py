@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from loopml.atomic import write_text_atomic
 from loopml.diagnose.advice import advise
 from loopml.diagnose.curves import Folds, Point, PointScore, band, score_points, summarize
 from loopml.diagnose.learning import extrapolate
@@ -113,11 +114,8 @@ class Diagnosis:
         return _finite(self.to_dict())
 
     def save(self, directory: Path) -> Path:
-        path = directory / DIAGNOSIS_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2))
-        tmp.replace(path)
-        return path
+        return write_text_atomic(directory / DIAGNOSIS_FILE,
+                                 json.dumps(self.to_json(), indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> Diagnosis | None:

@@ -9,7 +9,6 @@ their sources and are re-scored the same way.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loopml.atomic import write_text_atomic
 from loopml.errors.report import GroupStat, Scorer
 
 DEFINITIONS_FILE = Path("errors") / "definitions.json"
@@ -46,9 +46,7 @@ class Definitions:
                                "first_seen": now})
                 known.add(g.key)
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"slices": stored}, indent=1))
-        os.replace(tmp, self.file)
+        write_text_atomic(self.file, json.dumps({"slices": stored}, indent=1))
         return stored
 
 

@@ -12,7 +12,6 @@ right for any metric, not only accuracy.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loopml.atomic import write_text_atomic
 from loopml.metrics import METRICS
 
 ERRORS_FILE = "errors.json"
@@ -206,11 +206,8 @@ class ErrorReport:
         return _json_ready(out)
 
     def save(self, directory: Path) -> Path:
-        path = Path(directory) / ERRORS_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True))
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(Path(directory) / ERRORS_FILE,
+                                 json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, directory: Path) -> ErrorReport | None:

@@ -24,7 +24,6 @@ import difflib
 import importlib.util
 import inspect
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loopml.atomic import write_text_atomic
 from loopml.exceptions import DataError, LoopmlError, ScopeError
 from loopml.scope import TraitSpec
 
@@ -233,9 +233,7 @@ class TagStore:
                    if (i, trait_name) not in present]
             kept, changed = rows + new, len(new)
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"tags": kept}, indent=1))
-        os.replace(tmp, self.file)
+        write_text_atomic(self.file, json.dumps({"tags": kept}, indent=1))
         return changed
 
 

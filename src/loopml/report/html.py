@@ -17,12 +17,10 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from pathlib import Path
@@ -31,6 +29,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
+
+from loopml.atomic import write_text_atomic
 
 # What Plotly's own writer runs before plotly.js: MathJax is never fetched.
 _PLOTLY_CONFIG_SCRIPT = "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
@@ -304,16 +304,4 @@ class Report:
         report, and a failed write leaves the old file, or nothing, in place.
         The folder must exist; a missing one raises ``FileNotFoundError``.
         """
-        path = Path(path)
-        text = self.render()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_text_atomic(path, self.render())
