@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from loopml.report.html import Report, Section, format_value
+from loopml.report.html import FIGURE_LAYOUT, Report, Section, format_value
 
 # Same colours and layout as the iteration report, so train and val read alike everywhere.
 _COLORS = {"train": "#4c78a8", "val": "#f58518", "baseline": "#9da5b4", "target": "#54a24b",
@@ -32,9 +32,7 @@ _RIBBONS = {"train": "rgba(76,120,168,0.18)", "val": "rgba(245,133,24,0.18)"}
 _VERDICT_COLORS = {"high_bias": "#b07d00", "high_variance": "#a63d86", "both": "#c0392b",
                    "at_target": "#2e8b57"}
 _LAYOUT: dict[str, Any] = {
-    "template": "plotly_white",
-    "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"},
-    "margin": {"l": 60, "r": 30, "t": 50, "b": 50},
+    **FIGURE_LAYOUT,
     "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
 }
 _EXTEND = 4.0  # the extrapolation reaches this many times the largest curve size...

@@ -14,14 +14,9 @@ from typing import Any
 import plotly.graph_objects as go
 
 from loopml.errors.report import ErrorReport, GroupStat
-from loopml.report.html import Report, Section, format_value
+from loopml.report.html import FIGURE_LAYOUT, Report, Section, format_value
 
 _KIND_COLORS = {"trait": "#4c78a8", "pair": "#f58518", "slice": "#54a24b", "cluster": "#b279a2"}
-_LAYOUT: dict[str, Any] = {
-    "template": "plotly_white",
-    "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"},
-    "margin": {"l": 60, "r": 30, "t": 50, "b": 50},
-}
 MAX_CARDS = 48
 
 
@@ -81,7 +76,8 @@ def _ceiling_figure(groups: list[GroupStat]) -> go.Figure:
             hovertemplate="%{y}<br>ceiling %{x:.4f}<br>errors %{customdata[0]} "
             "(%{customdata[1]:.0%} of all)<br>rate inside %{customdata[2]:.3f} vs "
             "outside %{customdata[3]:.3f}<extra></extra>")
-    fig.update_layout(**_LAYOUT, height=max(300, 28 * len(groups) + 120), barmode="overlay",
+    fig.update_layout(**FIGURE_LAYOUT, height=max(300, 28 * len(groups) + 120),
+                      barmode="overlay",
                       title="Ceiling by group", xaxis_title="error that fixing it removes",
                       yaxis={"categoryorder": "array",
                              "categoryarray": [f"{g.kind}: {g.name}"[:60] for g in groups]})
@@ -170,7 +166,8 @@ def _add_history(section: Section, errors: ErrorReport) -> None:
         fig.add_scatter(x=[f"{r['architecture']} {r['run_id'][:6]}" for r in h["runs"]],
                         y=[r["rate"] for r in h["runs"]], mode="lines+markers",
                         name=f"{h['kind']}: {h['name']}"[:50])
-    fig.update_layout(**_LAYOUT, height=420, title="Error rate of each slice and trait, by run",
+    fig.update_layout(**FIGURE_LAYOUT, height=420,
+                      title="Error rate of each slice and trait, by run",
                       yaxis_title="error rate inside", xaxis_title="run (oldest first)")
     section.add_figure(fig, caption="Slices found once stay defined and are re-scored on "
                        "every run.")

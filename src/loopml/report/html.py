@@ -83,6 +83,13 @@ footer { color: var(--muted); font-size: 13px; padding-bottom: 28px; }
 .card.flag { border-color: #c0392b; }
 """
 
+#: the look every report figure shares (sections add a legend or a height of their own)
+FIGURE_LAYOUT: dict[str, Any] = {
+    "template": "plotly_white",
+    "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"},
+    "margin": {"l": 60, "r": 30, "t": 50, "b": 50},
+}
+
 _MISSING = "—"
 _NUM = ' class="num"'
 

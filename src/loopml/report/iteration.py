@@ -29,7 +29,7 @@ from plotly.subplots import make_subplots
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from loopml.metrics import METRICS, Metric, metrics_for
-from loopml.report.html import Report, format_value
+from loopml.report.html import FIGURE_LAYOUT, Report, format_value
 
 SPLITS = ("train", "val", "test")
 TASKS = ("classification", "regression")
@@ -37,11 +37,6 @@ _REQUIRED_COLUMNS = ("id", "part", "y_true", "y_pred")
 _SPLIT_COLORS = {"train": "#4c78a8", "val": "#f58518", "test": "#54a24b"}
 _MAX_POINTS = 5000  # scatter points drawn per panel; more make the file slow to open
 _MAX_CELL_TEXT = 30  # classes up to which the confusion matrix prints its counts
-_LAYOUT: dict[str, Any] = {
-    "template": "plotly_white",
-    "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif"},
-    "margin": {"l": 60, "r": 30, "t": 50, "b": 50},
-}
 
 
 def build_iteration_report(
@@ -146,7 +141,7 @@ def _check_inputs(
 
 
 def _styled(fig: go.Figure, **layout: Any) -> go.Figure:
-    fig.update_layout(**_LAYOUT)
+    fig.update_layout(**FIGURE_LAYOUT)
     fig.update_layout(**layout)
     return fig
 
