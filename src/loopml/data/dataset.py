@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -81,12 +82,13 @@ class Dataset:
                 entry["values"] = sorted(map(str, col.dropna().unique()))[:1000]
             columns.append(entry)
         return {"task": self.task, "target": self.target, "features": columns,
-                "classes": [_plain(c) for c in self.classes],
+                "classes": [plain_value(c) for c in self.classes],
                 "image_shape": list(self.image_shape) if self.image_shape else None,
                 "data_version": self.version}
 
 
-def _plain(value):
+def plain_value(value: Any) -> Any:
+    """A numpy scalar as the Python scalar JSON can hold; anything else as it is."""
     return value.item() if isinstance(value, np.generic) else value
 
 

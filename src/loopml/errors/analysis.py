@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from loopml.data.dataset import plain_value
 from loopml.data.images import images_of, modality, text_of
 from loopml.errors import builtin
 from loopml.errors.history import Definitions, rescore
@@ -87,7 +88,7 @@ def analyse_errors(project: Project, iteration: Iteration, *, label_issues: bool
         metric=iteration.metric, data_version=dataset.version,
         split_version=project.split.version,
         created=datetime.now(UTC).isoformat(timespec="seconds"), n_val=len(ids),
-        n_errors=int(scorer.is_error.sum()), error=scorer.error(),
+        n_errors=int(scorer.is_error.sum()), error=scorer.base_error,
         errors=_error_rows(scorer, frame, dataset, traits, issues),
         traits=sorted(trait_stats, key=lambda g: (-g.ceiling, g.name)), pairs=pairs,
         slices=slices, clusters=clusters, label_issues=issues.to_dict("records"),
@@ -97,8 +98,8 @@ def analyse_errors(project: Project, iteration: Iteration, *, label_issues: bool
         wanted += [i for c in clusters for i in c.extra.get("examples", [])]
         report.thumbnails = _thumbnails(dataset, list(dict.fromkeys(wanted)))
     step("history")
-    stored = Definitions(project.state_dir).add(slices, iteration.run_id) if slices else \
-        Definitions(project.state_dir).load()
+    definitions = Definitions(project.state_dir)
+    stored = definitions.add(slices, iteration.run_id) if slices else definitions.load()
     report.history = _history(project, report, stored, slice_frame, traits, scorer, notes)
     return report
 
@@ -153,14 +154,10 @@ def _traits(project: Project, frame: pd.DataFrame, lazy: _LazyInputs, kind: str
         dataset = project.dataset
         train = dataset.frame.loc[dataset.ids.intersection(project.split.ids("train"))]
         found = builtin.tabular_traits(frame, train, dataset.features)
-    user = {s.name for s in scope.traits} | {f.__loopml_trait__["name"]
-                                            for f in functions}
-    tags = TagStore(project.state_dir).by_trait()
-    user |= set(tags)
-    found = {k: v for k, v in found.items() if k not in user}  # the user's meaning wins
     return compute_traits(frame, specs=scope.traits, functions=functions,
-                          function_file=module if functions else None, tags=tags,
-                          builtin=found, inputs=lazy.inputs())
+                          function_file=module if functions else None,
+                          tags=TagStore(project.state_dir).by_trait(), builtin=found,
+                          inputs=lazy.inputs())
 
 
 def _label_issues(project: Project, iteration: Iteration, scorer: Scorer, classes: list, *,
@@ -248,11 +245,10 @@ def _slices(scorer: Scorer, frame: pd.DataFrame, flagged: np.ndarray, *, max_dep
     support = max(10, math.ceil(0.01 * len(frame)))
     if len(frame) < 2 * support:
         return []
-    search = find_slices(frame.reset_index(drop=True), scorer.loss, max_depth=max_depth,
-                         min_support=support, k=10)
+    search = find_slices(frame, scorer.loss, max_depth=max_depth, min_support=support, k=10)
     out = []
     for s in search.slices:
-        mask = s.slice.mask(frame.reset_index(drop=True))
+        mask = s.slice.mask(frame)
         text = s.slice.describe()
         out.append(scorer.group("slice", f"slice:{s.slice.key}", text, text, mask,
                                 label_issue=flagged, p_value=s.p_value,
@@ -309,12 +305,13 @@ def _error_rows(scorer: Scorer, frame: pd.DataFrame, dataset, traits: list[Trait
         id_ = str(scorer.ids[i])
         values = frame.iloc[i]
         rows.append({
-            "id": id_, "y_true": _plain(scorer.y_true[i]), "y_pred": _plain(scorer.y_pred[i]),
+            "id": id_, "y_true": plain_value(scorer.y_true[i]),
+            "y_pred": plain_value(scorer.y_pred[i]),
             "confidence": _num(conf[j]), "p_true": _num(p_true[j]),
             "residual": None if scorer.proba is not None or dataset.task != "regression"
             else float(scorer.y_pred[i] - scorer.y_true[i]),
             "traits": [t.name for t in traits if bool(t.mask.iloc[i])],
-            "label_issue": id_ in suggested, "suggested_label": _plain(suggested.get(id_)),
+            "label_issue": id_ in suggested, "suggested_label": plain_value(suggested.get(id_)),
             "features": {c: _short(values[c]) for c in shown if c in values.index}})
     return rows
 
@@ -357,10 +354,6 @@ def _thumbnails(dataset, ids: list[str]) -> dict[str, str]:
     return out
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _num(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
@@ -370,4 +363,4 @@ def _short(value: Any) -> Any:
         return value[:297] + "..."
     if isinstance(value, float) and not np.isfinite(value):
         return None
-    return _plain(value)
+    return plain_value(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from loopml.atomic import write_text_atomic
+from loopml.data.dataset import plain_value
 from loopml.metrics import METRICS
 
 ERRORS_FILE = "errors.json"
@@ -94,6 +96,11 @@ class Scorer:
         value = m.compute(self.y_true, y_pred, proba=proba, classes=self.classes)
         return m.error(value)
 
+    @cached_property
+    def base_error(self) -> float:
+        """The metric's error on val as predicted (every ceiling is measured from it)."""
+        return self.error()
+
     def group(self, kind: str, key: str, name: str, description: str, mask: np.ndarray,
               *, label_issue: np.ndarray | None = None, **kw: Any) -> GroupStat:
         mask = np.asarray(mask, dtype=bool)
@@ -106,7 +113,7 @@ class Scorer:
             share=float(inside.sum() / total) if total > 0 else 0.0,
             rate_inside=float(inside.mean()) if len(inside) else 0.0,
             rate_outside=float(outside.mean()) if len(outside) else 0.0,
-            ceiling=float(self.error() - self.error(fixed)) if fixed.any() else 0.0,
+            ceiling=float(self.base_error - self.error(fixed)) if fixed.any() else 0.0,
             label_issues=int((mask & label_issue).sum()) if label_issue is not None else 0,
             **kw)
 
@@ -119,6 +126,7 @@ def trait_p_values(scorer: Scorer, masks: list[np.ndarray]) -> list[float | None
     from scipy import stats
 
     binary = scorer.proba is not None or set(np.unique(scorer.loss)) <= {0.0, 1.0}
+    total = int(scorer.loss.sum())
     raw: list[float | None] = []
     for mask in masks:
         inside, outside = scorer.loss[mask], scorer.loss[~mask]
@@ -126,7 +134,6 @@ def trait_p_values(scorer: Scorer, masks: list[np.ndarray]) -> list[float | None
             raw.append(None)
         elif binary:
             k, n = int(inside.sum()), len(inside)
-            total = int(scorer.loss.sum())
             raw.append(float(stats.hypergeom.sf(k - 1, len(scorer.loss), total, n)))
         else:
             test = stats.ttest_ind(inside, outside, equal_var=False, alternative="greater")
@@ -154,13 +161,9 @@ def confused_pairs(scorer: Scorer, *, top: int = 10, label_issue: np.ndarray | N
         stat.rate_inside = float(mask.sum() / of_a.sum())
         stat.rate_outside = float(((scorer.y_pred == b) & others).sum() / others.sum()) \
             if others.any() else float("nan")  # two classes: there are no others
-        stat.extra = {"true": _plain(a), "predicted": _plain(b)}
+        stat.extra = {"true": plain_value(a), "predicted": plain_value(b)}
         out.append(stat)
     return out
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 @dataclass

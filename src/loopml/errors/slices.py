@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from loopml.data.dataset import plain_value
 from loopml.exceptions import DataError
 
 KINDS = ("eq", "range", "missing")
@@ -49,11 +50,6 @@ _POOL_PER_SLICE = 20
 
 
 # ------------------------------------------------------------------ predicates
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python scalar JSON can hold."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _number(value: float) -> str:
@@ -94,7 +90,7 @@ class Predicate:
         if self.kind == "range" and self.lo is None and self.hi is None:
             raise ValueError(f"A 'range' predicate on {self.column!r} needs lo or hi.")
         for name in ("value", "lo", "hi"):
-            object.__setattr__(self, name, _plain(getattr(self, name)))
+            object.__setattr__(self, name, plain_value(getattr(self, name)))
 
     def mask(self, frame: pd.DataFrame) -> np.ndarray:
         """Which rows of ``frame`` it holds for, as a bool array of length ``len(frame)``.
@@ -479,7 +475,7 @@ def _encode_categorical(series: pd.Series, name: str,
     counts = np.bincount(raw[~missing], minlength=len(uniques))
     order = np.argsort(-counts, kind="stable")
     kept = order[:max_levels]
-    levels = [_plain(uniques[i]) for i in kept]
+    levels = [plain_value(uniques[i]) for i in kept]
     if not all(isinstance(v, str | int | float | bool) for v in levels):
         return None
     remap = np.full(len(uniques) + 1, len(kept), dtype=np.int64)   # pooled by default

@@ -247,8 +247,9 @@ def compute_traits(frame: pd.DataFrame, *, specs: list[TraitSpec] = (),
                    inputs: dict[str, Callable[[], Any]] | None = None) -> list[Trait]:
     """Every trait over the rows of ``frame`` (indexed by id).
 
-    Names must be unique across sources; a later source never silently
-    replaces an earlier one.
+    Names must be unique across the user's sources (scope, python, tags); a
+    built-in trait gives way to a user trait of the same name, since the
+    user's meaning wins.
     """
     traits: list[Trait] = []
 
@@ -268,6 +269,8 @@ def compute_traits(frame: pd.DataFrame, *, specs: list[TraitSpec] = (),
     for name, ids in (tags or {}).items():
         add(name, "tag", f"tagged by hand ({len(ids)} example(s) in all)",
             frame.index.isin(list(ids)))
+    taken = {t.name for t in traits}
     for name, (mask, description) in (builtin or {}).items():
-        add(name, "builtin", description, mask)
+        if name not in taken:
+            add(name, "builtin", description, mask)
     return traits
