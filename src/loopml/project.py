@@ -271,7 +271,8 @@ class Project:
                                 embeddings=embeddings, max_depth=max_depth, n_jobs=n_jobs,
                                 step=step)
         path = report.save(iteration.path)
-        top = report.ranked()[0] if report.ranked() else None
+        ranked = report.ranked()
+        top = ranked[0] if ranked else None
         self.tracker.annotate(
             iteration.run_id, files=(path,),
             metrics={"errors_val": report.n_errors, "errors_slices": len(report.slices),
