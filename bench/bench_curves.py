@@ -19,7 +19,8 @@ from sklearn.model_selection import learning_curve, validation_curve
 from loopml import Project
 from loopml.diagnose.curves import Folds, score_points
 from loopml.diagnose.diagnosis import plan
-from loopml.models import get_architecture, make_architecture
+from loopml.models import get_architecture
+from loopml.models.registry import EstimatorFactory
 
 N_JOBS = 2
 FOLDS = 5
@@ -46,7 +47,7 @@ def run() -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         project = Project.init(Path(tmp) / "digits", data="digits", target="label")
         dataset, split = project.dataset, project.split
-        estimator = make_architecture("linear", dataset, seed=0)
+        estimator = EstimatorFactory(dataset).make("linear")
         folds = Folds.make(dataset, split, k=FOLDS, seed=0)
         sweep = plan(get_architecture("linear"), folds, folds.max_train, curves=True)
         points = [p for group in sweep.learning.values() for p in group]

@@ -24,17 +24,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from loopml import Project
-from loopml.models import make_architecture
 
 REPEATS = 3
 
 
 def _plain_fit(estimator, project: Project) -> float:
-    train, val = project.split.ids("train"), project.split.ids("val")
+    train = project.split.ids("train")
     X, y = project.dataset.X(train), project.dataset.y(train)
-    eval_set = (project.dataset.X(val), project.dataset.y(val))
     start = time.perf_counter()
-    clone(estimator).fit(X, y, eval_set=eval_set)
+    clone(estimator).fit(X, y)
     return time.perf_counter() - start
 
 
@@ -48,7 +46,7 @@ def _tracked(project: Project, name: str, params: dict) -> tuple[float, float]:
 
 def _measure(project: Project, name: str, params: dict) -> tuple[float, float, float]:
     """Median plain fit, median tracked wall time, median per-call overhead."""
-    estimator = make_architecture(name, project.dataset, seed=0, **params)
+    estimator = project.factory.make(name, **params)
     plain, walls, overheads = [], [], []
     for _ in range(REPEATS):  # interleaved, so drift in machine load hits both alike
         plain.append(_plain_fit(estimator, project))

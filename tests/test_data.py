@@ -85,10 +85,35 @@ def test_new_examples_never_move_old_ones(tmp_path: Path, penguins_csv: Path) ->
     frame = pd.read_csv(penguins_csv)
     extra = frame.sample(30, random_state=1).assign(year=2031)  # new rows, new content ids
     pd.concat([frame, extra]).to_csv(penguins_csv, index=False)
-    new = Project.load(project.root).split.parts
+    reopened = Project.load(project.root)
+    assert reopened.split.parts.equals(old)  # reading never changes the split
+    update = reopened.update_split()  # the named step that places them
+    assert update.n_added == 30 and update.n_removed == 0
+    assert sum(update.added.values()) == 30 and update.added["train"] > 0
+    assert update.version_before != update.version_after
+    new = reopened.split.parts
     assert len(new) == len(old) + 30
     pd.testing.assert_series_equal(new.loc[old.index], old)
     assert Split.load(project.state_dir).parts.equals(new)  # stored again
+    assert reopened.update_split() is None  # already current
+
+
+def test_split_update_forgets_removed_ids_and_keeps_the_rest(tmp_path: Path,
+                                                              penguins_csv: Path) -> None:
+    project = Project.init(tmp_path / "p", data=str(penguins_csv), target="species")
+    old = project.split.parts
+    frame = pd.read_csv(penguins_csv)
+    gone_ids = project.dataset.ids[:25]  # content ids, in file order
+    frame.iloc[25:].to_csv(penguins_csv, index=False)
+    reopened = Project.load(project.root)
+    update = reopened.update_split()
+    expected = old.loc[gone_ids].value_counts().to_dict()
+    assert update.removed == {p: expected.get(p, 0) for p in ("train", "val", "test")}
+    assert update.n_added == 0 and update.n_removed == 25
+    new = reopened.split.parts
+    assert not set(gone_ids) & set(new.index)
+    pd.testing.assert_series_equal(new, old.drop(gone_ids))
+    assert reopened.split.data_version == reopened.dataset.version
 
 
 def test_a_class_too_rare_to_split_goes_to_train(tmp_path: Path, penguins_csv: Path) -> None:

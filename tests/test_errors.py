@@ -111,7 +111,7 @@ def test_a_flexible_label_model_tells_a_weak_model_slice_from_wrong_labels(tmp_p
 def test_digits_pairs_image_traits_and_report(tmp_path: Path):
     project = Project.init(tmp_path / "digits", data="digits", target="label")
     project.train("linear")
-    report = project.errors(label_issues=False, embeddings=False)
+    report = project.errors(label_issues=False, cluster_errors=False)
     assert report.modality == "image"
     assert report.pairs and report.pairs[0].n_errors >= report.pairs[-1].n_errors
     assert report.pairs[0].key.startswith("pair:")
@@ -317,7 +317,7 @@ def test_image_folder_thumbnails(tmp_path: Path):
         Image.fromarray((digits.images[i] * 15).astype(np.uint8)).save(folder / f"{i}.png")
     project = Project.init(tmp_path / "p", data=str(tmp_path / "pics"), target="label")
     project.train("linear", reg=3000.0)
-    report = project.errors(label_issues=False, embeddings=False)
+    report = project.errors(label_issues=False, cluster_errors=False)
     assert report.modality == "image" and report.n_errors > 0
     assert set(report.thumbnails) == {e["id"] for e in report.errors[:48]}
     assert all(t.startswith("data:image/png;base64,") for t in report.thumbnails.values())

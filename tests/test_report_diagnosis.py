@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from loopml import Project
-from loopml.diagnose import Diagnosis, diagnose
+from loopml.diagnose import Diagnosis, Reference, diagnose
 from loopml.diagnose.diagnosis import _finite
 from loopml.report import Report
 from loopml.report.diagnosis import add_diagnosis_section
@@ -26,6 +26,12 @@ def _as_json(d: Diagnosis) -> dict[str, Any]:
     return json.loads(json.dumps(_finite(d.to_dict())))
 
 
+def _diagnose(project: Project, iteration, **options):
+    """The stage itself, on the project's concept objects (nothing stored)."""
+    return diagnose(iteration, project.dataset, project.split, factory=project.factory,
+                    reference=Reference(metric=project.scope.metric), **options)
+
+
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> tuple[Project, Any]:
     """Logistic regression far over-regularized on digits: a known high-bias iteration."""
@@ -37,7 +43,7 @@ def digits(tmp_path_factory) -> tuple[Project, Any]:
 @pytest.fixture(scope="module")
 def diagnosis(digits) -> dict[str, Any]:
     project, iteration = digits
-    return _as_json(diagnose(project, iteration, folds=3))
+    return _as_json(_diagnose(project, iteration, folds=3))
 
 
 def _written(tmp_path: Path, diagnosis: dict[str, Any]) -> tuple[str, int]:
@@ -85,7 +91,7 @@ def test_every_string_is_escaped(tmp_path, diagnosis) -> None:
 
 def test_section_renders_without_curves(tmp_path, digits) -> None:
     project, iteration = digits
-    d = diagnose(project, iteration, folds=3, curves=False)
+    d = _diagnose(project, iteration, folds=3, curves=False)
     assert d.learning_curve == {} and d.validation_curves == {}
     for data in (_as_json(d), d.to_dict()):  # the JSON file, or the dict with NaN in it
         html, n_figures = _written(tmp_path, data)

@@ -7,8 +7,10 @@ becomes a clean message and exit code 2 at one boundary (``_Group.invoke``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +21,7 @@ from typer.core import TyperGroup
 
 from loopml.console import console
 from loopml.exceptions import LoopmlError
+from loopml.progress import Progress
 
 DIGITS_DIR = "loopml-digits"
 
@@ -50,6 +53,20 @@ def _project(path: Path):
     from loopml.project import Project
 
     return Project.load(path)
+
+
+@contextlib.contextmanager
+def _bar(description: str) -> Iterator[Progress]:
+    """A Rich progress bar driven by a stage's ``progress(step, done, total)`` calls."""
+    from loopml.console import progress as rich_progress
+
+    with rich_progress() as bar:
+        task = bar.add_task(description, total=None, status="")
+
+        def report(step: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, status=step)
+
+        yield report
 
 
 def _fmt(value: Any) -> str:
@@ -209,19 +226,13 @@ def diagnose(run_id: Annotated[str | None, typer.Argument(help="run id or prefix
                                                      "to run the sweep on")] = None,
              project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Bias and variance against the baseline, learning / validation curves, advice."""
-    from loopml.console import progress
-    from loopml.diagnose import sweep_size
     from loopml.diagnose.view import show_diagnosis
 
     proj = _project(project)
     iteration = proj.get_run(run_id) if run_id else proj.latest_run()
-    total = sweep_size(proj, iteration, folds=folds, curves=curves)
-    with progress() as bar:
-        task = bar.add_task(f"diagnosing {iteration.architecture} {iteration.run_id[:8]}",
-                            total=total, status="")
+    with _bar(f"diagnosing {iteration.architecture} {iteration.run_id[:8]}") as progress:
         d = proj.diagnose(iteration.run_id, folds=folds, curves=curves, n_jobs=jobs,
-                          ray_address=ray,
-                          on_done=lambda point, score: bar.advance(task))
+                          ray_address=ray, progress=progress)
     if as_json:
         _emit({**d.to_json(), "report": str(iteration.report_path)})
         return
@@ -247,22 +258,15 @@ def errors(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; 
                                              "cores)")] = -1,
            project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Error analysis: errors by trait, confused pair, slice and cluster; label issues."""
-    from loopml.console import progress
     from loopml.errors.view import show_errors
 
     proj = _project(project)
     iteration = proj.get_run(run_id) if run_id else proj.latest_run()
-    steps = ["traits", "label issues", "slices", "embedding clusters", "history"]
-    with progress() as bar:
-        task = bar.add_task(f"analysing {iteration.architecture} {iteration.run_id[:8]}",
-                            total=len(steps), status="")
-
-        def step(name: str) -> None:
-            bar.update(task, completed=steps.index(name), status=name)
-
+    with _bar(f"analysing {iteration.architecture} {iteration.run_id[:8]}") as progress:
         report = proj.errors(iteration.run_id, label_issues=label_issues,
                              label_model=label_model, folds=folds,
-                             embeddings=embeddings, max_depth=depth, n_jobs=jobs, step=step)
+                             cluster_errors=embeddings, max_depth=depth, n_jobs=jobs,
+                             progress=progress)
     if as_json:
         _emit({**report.to_dict(), "report": str(iteration.report_path)})
         return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,27 +23,29 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from loopml.atomic import locked
 from loopml.data.dataset import Dataset, load_dataset
-from loopml.data.split import Split
+from loopml.data.split import Split, SplitUpdate
 from loopml.exceptions import LoopmlError, RunNotFoundError, ScopeError
+from loopml.iteration import ITERATION_FILE, Iteration
 from loopml.metrics import DEFAULT_METRIC
-from loopml.models.registry import default_candidates, make_architecture
+from loopml.models.registry import EstimatorFactory
 from loopml.parallel import parallel_map
+from loopml.progress import Progress
 from loopml.scope import SCOPE_FILE, Baseline, DataSpec, Scope, read_scope, write_scope
 from loopml.track import RUNS_DIR, Tracker
 from loopml.train import (
     FitResult,
-    Iteration,
     fit_candidate,
     predict_parts,
     record_iteration,
     score_parts,
     train_subset,
-    write_report,
 )
 
 if TYPE_CHECKING:
     from loopml.diagnose import Diagnosis
+    from loopml.errors.analysis import TraitSources
     from loopml.errors.report import ErrorReport
 
 STATE_DIR = ".loopml"
@@ -135,24 +138,54 @@ class Project:
         return load_dataset(self.scope.data, self.root, task=self.scope.task,
                             name=self.scope.name)
 
-    @cached_property
+    @property
     def split(self) -> Split:
-        """The stored split, extended to new examples; computed once if absent."""
+        """The stored split, as it is on disk (reading never changes it).
+
+        When the data has examples the split does not know yet, or lacks ones
+        it knows, call :meth:`update_split` (the verbs that train, diagnose
+        or analyse do so themselves and say what moved).
+        """
         stored = Split.load(self.state_dir)
         if stored is None:
-            split = Split.compute(self.dataset, self.scope.split, seed=self.scope.seed)
-            split.save(self.state_dir)
-            return split
-        if stored.data_version == self.dataset.version:
-            return stored
-        split, added, removed = stored.update(self.dataset)
-        if added or removed:
-            from loopml.console import console
+            raise ScopeError(f"project {self.root} has no stored split "
+                             f"({self.state_dir / 'split.parquet'})",
+                             hint="run 'loopml init' again with --force, or restore the file")
+        return stored
 
-            console.print(f"[yellow]data changed:[/] {added} new example(s) placed by id, "
-                          f"{removed} gone; old examples keep their part")
-        split.save(self.state_dir)
-        return split
+    def update_split(self) -> SplitUpdate | None:
+        """Bring the stored split up to the current data, and say what changed.
+
+        New ids are placed by a seeded hash of their id; ids no longer in the
+        data are forgotten; every other id keeps its part. Returns None when the
+        split already matches the data.
+        """
+        with locked(self.state_dir, "split"):
+            stored = self.split
+            if stored.data_version == self.dataset.version:
+                return None
+            split, update = stored.update(self.dataset)
+            split.save(self.state_dir)
+        return update
+
+    def _current_split(self) -> Split:
+        """The split for work on the current data, updated (and announced) when stale."""
+        update = self.update_split()
+        if update is not None and (update.n_added or update.n_removed):
+            self.on_split_update(update)
+        return self.split
+
+    def on_split_update(self, update: SplitUpdate) -> None:
+        """Say what an automatic split update did (the CLI and notebooks show it)."""
+        from loopml.console import console
+
+        console.print(f"[yellow]data changed:[/] {update.describe()}", highlight=False)
+
+    @cached_property
+    def factory(self) -> EstimatorFactory:
+        """The one maker of estimators for this project (seed, image size, columns)."""
+        return EstimatorFactory(self.dataset, seed=self.scope.seed,
+                                image_size=self.scope.data.image_size)
 
     @cached_property
     def tracker(self) -> Tracker:
@@ -162,59 +195,61 @@ class Project:
 
     def train(self, architecture: str | None = None, *, size: float | None = None,
               reg: float | None = None, params: dict | None = None,
-              train_fraction: float | None = None, report: bool = True,
-              tags: dict[str, str] | None = None) -> Iteration:
+              train_fraction: float | None = None, seed: int | None = None,
+              report: bool = True, tags: dict[str, str] | None = None) -> Iteration:
         """Train one candidate on the stored split and record it as a run.
 
         ``train_fraction`` trains on a seeded share of the train part (to see
-        how a model does with less data); val is always the whole val part.
+        how a model does with less data); val is always the whole val part and
+        is never shown to the fit. ``seed`` (default: the scope's) seeds the
+        model, its early-stopping holdout and the train share, so a change can
+        be judged over several seeds.
         """
+        seed = self.scope.seed if seed is None else int(seed)
         name = architecture or self.candidates()[0]
-        estimator = make_architecture(name, self.dataset, size=size, reg=reg,
-                                      seed=self.scope.seed,
-                                      image_size=self.scope.data.image_size, **(params or {}))
-        train_ids = train_subset(self.dataset, self.split, train_fraction, seed=self.scope.seed)
-        fit = _fit_or_explain(name, estimator, self.dataset, self.split, train_ids=train_ids)
+        split = self._current_split()
+        estimator = self.factory.make(name, size=size, reg=reg, seed=seed, **(params or {}))
+        train_ids = train_subset(self.dataset, split, train_fraction, seed=seed)
+        fit = _fit_or_explain(name, estimator, self.dataset, split, train_ids=train_ids)
         tags = {**(tags or {}), **({"loopml.train_fraction": str(train_fraction)}
                                    if train_fraction else {})}
-        return record_iteration(fit, self.dataset, self.split, metric=self.scope.metric,
-                                tracker=self.tracker, tags=tags, report=report,
-                                project_name=self.scope.name)
+        iteration = record_iteration(fit, self.dataset, split, metric=self.scope.metric,
+                                     tracker=self.tracker, seed=seed, tags=tags)
+        if report:
+            self.write_report(iteration)
+        return iteration
 
     def candidates(self) -> list[str]:
-        return list(self.scope.architectures) or default_candidates(self.dataset)
+        return list(self.scope.architectures) or self.factory.candidates()
 
     def run(self, architectures: list[str] | None = None, *, n_jobs: int | None = None,
             on_fitted: Callable[[Iteration], None] | None = None) -> RunResult:
         """Train every candidate, pick the best on val, report test for it alone."""
         names = architectures or self.candidates()
-        dataset, split = self.dataset, self.split
-        estimators = [make_architecture(n, dataset, seed=self.scope.seed,
-                                        image_size=self.scope.data.image_size) for n in names]
-        if n_jobs not in (None, 1):
-            for est in estimators:
-                if "verbose" in est.get_params():
-                    est.set_params(verbose=False)
+        dataset, split, seed = self.dataset, self._current_split(), self.scope.seed
+        quiet = n_jobs not in (None, 1)
+        estimators = [self.factory.make(n, quiet=quiet) for n in names]
         tasks = list(zip(names, estimators, strict=True))
         iterations = []
         for fit in parallel_map(lambda t: _fit_or_explain(t[0], t[1], dataset, split), tasks,
                                 n_jobs=n_jobs):
             iteration = record_iteration(fit, dataset, split, metric=self.scope.metric,
-                                         tracker=self.tracker, tags={"loopml.verb": "run"},
-                                         report=False, project_name=self.scope.name)
+                                         tracker=self.tracker, seed=seed,
+                                         tags={"loopml.verb": "run"})
             iterations.append(iteration)
             if on_fitted:
                 on_fitted(iteration)
         best = min(iterations, key=lambda it: it.error("val"))
-        test_metrics = self._report_best(best, iterations)
+        test_metrics = self._report_best(best, iterations, split)
         return RunResult(iterations, best, test_metrics)
 
-    def _report_best(self, best: Iteration, candidates: list[Iteration]) -> dict[str, float]:
+    def _report_best(self, best: Iteration, candidates: list[Iteration], split: Split
+                     ) -> dict[str, float]:
         """Score the chosen candidate once on test, and write the run's report."""
         model = best.model()
-        has_test = len(self.split.ids("test")) > 0
+        has_test = len(split.ids("test")) > 0
         parts = ("train", "val", "test") if has_test else ("train", "val")
-        predictions = predict_parts(model, self.dataset, self.split, parts)
+        predictions = predict_parts(model, self.dataset, split, parts)
         metrics = score_parts(predictions, self.dataset.task, list(model.classes_)
                               if self.dataset.task == "classification" else [])
         test_metrics = {k: v for k, v in metrics.items() if k.startswith("test_")}
@@ -223,40 +258,57 @@ class Project:
             best.metrics.update(test_metrics)
             best.save()
         for iteration in candidates:
-            write_report(iteration, iteration.predictions() if iteration is not best else
-                         predictions, self.dataset,
-                         candidates=candidates if iteration is best else None,
-                         project_name=self.scope.name)
+            self.write_report(iteration, predictions=predictions if iteration is best else None,
+                              candidates=candidates if iteration is best else None)
         return test_metrics
+
+    def write_report(self, iteration: Iteration, *, predictions=None,
+                     candidates: list[Iteration] | None = None) -> Path:
+        """(Re)write a run's HTML report with every piece of evidence stored for it."""
+        from loopml.diagnose import Diagnosis
+        from loopml.errors.report import ErrorReport
+        from loopml.report.run import write_run_report
+
+        return write_run_report(
+            iteration, iteration.predictions() if predictions is None else predictions,
+            self.dataset, diagnosis=Diagnosis.load(iteration.folder),
+            errors=ErrorReport.load(iteration.folder), candidates=candidates,
+            project_name=self.scope.name)
 
     def diagnose(self, run_id: str | None = None, *, folds: int = 5, curves: bool = True,
                  n_jobs: int | None = None, ray_address: str | None = None,
-                 on_done: Callable | None = None) -> Diagnosis:
+                 progress: Progress | None = None) -> Diagnosis:
         """Bias / variance, curves and advice for a run (default: the latest).
 
         The diagnosis is stored next to the run (``diagnosis.json``), its numbers on
         the MLflow run, and the run's report gains a Diagnosis section.
         """
-        from loopml.diagnose import diagnose
+        from loopml.diagnose import Reference, diagnose
 
         iteration = self.get_run(run_id) if run_id else self.latest_run()
-        d = diagnose(self, iteration, folds=folds, curves=curves, n_jobs=n_jobs,
-                     ray_address=ray_address or self.scope.ray_address, on_done=on_done)
-        path = d.save(iteration.path)
+        baseline = self.scope.baseline
+        reference = Reference(metric=self.scope.metric,
+                              baseline=baseline.value if baseline else None,
+                              baseline_source=baseline.source if baseline else "",
+                              target_performance=self.scope.target_performance)
+        d = diagnose(iteration, self.dataset, self._current_split(), factory=self.factory,
+                     reference=reference, seed=self.scope.seed, folds=folds, curves=curves,
+                     n_jobs=n_jobs, ray_address=ray_address or self.scope.ray_address,
+                     progress=progress)
+        path = d.save(iteration.folder)
         self.tracker.annotate(
-            iteration.run_id, files=(path,), tags={"loopml.verdict": d.verdict},
+            iteration.run_id, files=(path,), tags={"loopml.verdict": str(d.verdict)},
             metrics={k: v for k, v in {
                 "diag_baseline_error": d.baseline_error, "diag_j_train": d.j_train,
                 "diag_j_cv": d.j_cv, "diag_avoidable_bias": d.avoidable_bias,
                 "diag_variance": d.variance}.items() if np.isfinite(v)})
-        write_report(iteration, iteration.predictions(), self.dataset,
-                     project_name=self.scope.name)
+        self.write_report(iteration)
         return d
 
     def errors(self, run_id: str | None = None, *, label_issues: bool = True,
                label_model: str | None = None, folds: int = 5,
-               embeddings: bool = True, max_depth: int = 3, n_jobs: int | None = None,
-               step: Callable[[str], None] | None = None) -> ErrorReport:
+               cluster_errors: bool = True, max_depth: int = 3, n_jobs: int | None = None,
+               progress: Progress | None = None) -> ErrorReport:
         """Error analysis of a run's val predictions (default: the latest run).
 
         The ErrorReport is stored next to the run (``errors.json``), its counts on
@@ -264,13 +316,20 @@ class Project:
         run's report gains an Error-analysis section.
         """
         from loopml.errors.analysis import analyse_errors
+        from loopml.errors.history import Definitions
 
         iteration = self.get_run(run_id) if run_id else self.latest_run()
-        report = analyse_errors(self, iteration, label_issues=label_issues,
+        definitions = Definitions(self.state_dir)
+        report = analyse_errors(iteration, self.dataset, self._current_split(),
+                                factory=self.factory, traits=self.trait_sources(),
+                                known_slices=definitions.load(), runs=self.runs(),
+                                seed=self.scope.seed, label_issues=label_issues,
                                 label_model=label_model, folds=folds,
-                                embeddings=embeddings, max_depth=max_depth, n_jobs=n_jobs,
-                                step=step)
-        path = report.save(iteration.path)
+                                cluster_errors=cluster_errors, max_depth=max_depth,
+                                n_jobs=n_jobs, progress=progress)
+        if report.slices:
+            definitions.add(report.slices, iteration.run_id)
+        path = report.save(iteration.folder)
         ranked = report.ranked()
         top = ranked[0] if ranked else None
         self.tracker.annotate(
@@ -279,9 +338,23 @@ class Project:
                      "errors_label_issues": len(report.label_issues),
                      **({"errors_top_ceiling": top.ceiling} if top else {})},
             tags={"loopml.errors_top": top.name[:250]} if top else None)
-        write_report(iteration, iteration.predictions(), self.dataset,
-                     project_name=self.scope.name)
+        self.write_report(iteration)
         return report
+
+    def trait_sources(self) -> TraitSources:
+        """The user's traits: loopml.yaml's ``traits:``, traits.py's functions, the tags."""
+        from loopml.errors.analysis import TraitSources
+        from loopml.errors.traits import TagStore, load_trait_functions
+
+        scope = self.scope
+        module = self.root / (scope.traits_module or "traits.py")
+        if scope.traits_module and not module.exists():
+            raise ScopeError(f"traits_module '{scope.traits_module}' in loopml.yaml does not "
+                             f"exist ({module})", hint="fix the path, or remove the key")
+        functions = load_trait_functions(module) if module.exists() else []
+        return TraitSources(specs=list(scope.traits), functions=functions,
+                            function_file=module if functions else None,
+                            tags=TagStore(self.state_dir).by_trait())
 
     def tag(self, ids: list[str], trait: str, *, remove: bool = False) -> int:
         """Tag examples with a trait by hand (or untag them); returns how many changed."""
@@ -308,8 +381,14 @@ class Project:
         root = self.state_dir / RUNS_DIR
         if not root.exists():
             return []
-        found = [Iteration.load(d / "artifacts") for d in root.iterdir()
-                 if (d / "artifacts" / "iteration.json").exists()]
+        found = []
+        for folder in root.iterdir():
+            if not (folder / "artifacts" / ITERATION_FILE).exists():
+                continue  # an interrupted run: it never finished writing its record
+            try:
+                found.append(Iteration.load(folder / "artifacts"))
+            except LoopmlError as exc:  # one damaged record must not hide every other run
+                warnings.warn(f"skipping run {folder.name}: {exc.message}", stacklevel=2)
         return sorted(found, key=lambda it: (it.created, it.run_id))
 
     def get_run(self, run_id: str) -> Iteration:

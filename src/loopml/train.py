@@ -1,86 +1,28 @@
-"""Fit and evaluate one candidate on the stored split, and record it.
+"""Fit and evaluate one candidate on the stored split, and record it as an Iteration.
 
-An :class:`Iteration` is one trained candidate: its architecture and
-parameters, its metrics on train and val, the data and split versions it was
-built from, and its files (model with schema, predictions, report). Fitting
-(:func:`fit_candidate`) is kept apart from recording
+Fitting (:func:`fit_candidate`) is kept apart from recording
 (:func:`record_iteration`) so fits can run in parallel workers while one
-process writes the store.
+process writes the store. Reports are built elsewhere (:mod:`loopml.report`),
+from what a recorded iteration leaves behind.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from loopml.data.dataset import Dataset
+from loopml.data.sampling import subsample
 from loopml.data.split import Split
 from loopml.exceptions import LoopmlError
-from loopml.metrics import METRICS, evaluate
-from loopml.track import Tracker, load_model
-
-ITERATION_FILE = "iteration.json"
-PREDICTIONS_FILE = "predictions.parquet"
-REPORT_FILE = "report.html"
-
-
-@dataclass
-class Iteration:
-    """One trained candidate, as stored in ``.loopml/runs/<run_id>/artifacts/``."""
-
-    run_id: str
-    architecture: str
-    params: dict[str, Any]
-    metrics: dict[str, float]
-    metric: str
-    data_version: str
-    split_version: str
-    created: str
-    duration_s: float
-    n_train: int
-    tags: dict[str, str] = field(default_factory=dict)
-    path: Path | None = None
-
-    def error(self, part: str) -> float:
-        """The scope metric on a part ('train', 'val', 'test') as an error (0 is perfect)."""
-        return METRICS[self.metric].error(self.metrics[f"{part}_{self.metric}"])
-
-    @property
-    def report_path(self) -> Path:
-        return self._dir() / REPORT_FILE
-
-    def model(self) -> Any:
-        """The fitted estimator (an sklearn-compatible Architecture)."""
-        return load_model(self._dir() / "model")
-
-    def predictions(self) -> pd.DataFrame:
-        return pd.read_parquet(self._dir() / PREDICTIONS_FILE)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("path")
-        return out
-
-    def save(self) -> None:
-        (self._dir() / ITERATION_FILE).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def load(cls, directory: Path) -> Iteration:
-        data = json.loads((directory / ITERATION_FILE).read_text())
-        return cls(**data, path=directory)
-
-    def _dir(self) -> Path:
-        if self.path is None:
-            raise LoopmlError(f"iteration {self.run_id} has no folder")
-        return self.path
+from loopml.iteration import Iteration
+from loopml.metrics import evaluate
+from loopml.track import Tracker
 
 
 @dataclass
@@ -103,31 +45,19 @@ def train_subset(dataset: Dataset, split: Split, fraction: float | None, *, seed
         raise LoopmlError(f"train fraction must be in (0, 1], got {fraction}")
     n = max(2, round(fraction * len(train)))
     labels = dataset.y(train) if dataset.task == "classification" else None
-    return subsample(train, labels, n, seed=seed)
-
-
-def subsample(ids: pd.Index, labels: np.ndarray | None, n: int, *, seed: int) -> pd.Index:
-    """``n`` of ``ids``, keeping class shares when every class can be represented."""
-    if n >= len(ids):
-        return ids
-    stratify = None
-    if labels is not None:
-        _, counts = np.unique(labels.astype(str), return_counts=True)
-        if counts.min() >= 2 and min(n, len(ids) - n) >= len(counts):
-            stratify = labels.astype(str)
-    kept, _ = train_test_split(np.asarray(ids), train_size=n, random_state=seed,
-                               stratify=stratify)
-    return pd.Index(kept, name=ids.name)
+    return pd.Index(subsample(train, labels, n, seed=seed), name=train.name)
 
 
 def fit_candidate(architecture: str, estimator: Any, dataset: Dataset, split: Split, *,
                   train_ids: pd.Index | None = None) -> FitResult:
-    """Fit on train (or ``train_ids``), early-stopping on val where the family stops early."""
+    """Fit on train (or ``train_ids``); val is never shown to the fit.
+
+    Families that stop early carve their own seeded holdout out of the
+    training rows (:mod:`loopml.data.sampling`), so val only compares candidates.
+    """
     train = split.ids("train") if train_ids is None else train_ids
-    val = split.ids("val")
     start = time.perf_counter()
-    estimator.fit(dataset.X(train), dataset.y(train),
-                  eval_set=(dataset.X(val), dataset.y(val)))
+    estimator.fit(dataset.X(train), dataset.y(train))
     return FitResult(architecture, estimator, time.perf_counter() - start, train)
 
 
@@ -173,16 +103,20 @@ def _params(estimator: Any) -> dict[str, Any]:
 
 
 def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: str,
-                     tracker: Tracker, tags: dict[str, str] | None = None,
-                     report: bool = True, project_name: str = "") -> Iteration:
-    """Evaluate a fitted candidate on train and val, and store everything as one run."""
+                     tracker: Tracker, seed: int = 0, tags: dict[str, str] | None = None
+                     ) -> Iteration:
+    """Evaluate a fitted candidate on train and val, and store everything as one run.
+
+    ``iteration.json`` is written last and atomically: a run folder without it
+    is an interrupted run, which every verb skips.
+    """
     predictions = predict_parts(fit.estimator, dataset, split, ("train", "val"),
                                 train_ids=fit.train_ids)
     metrics = score_parts(predictions, dataset.task, list(fit.estimator.classes_)
                           if dataset.task == "classification" else [])
     params = _params(fit.estimator)
     all_tags = {"loopml.architecture": fit.architecture, "loopml.data_version": dataset.version,
-                "loopml.split_version": split.version, **(tags or {})}
+                "loopml.split_version": split.version, "loopml.seed": str(seed), **(tags or {})}
     with tracker.run(name=f"{fit.architecture}", tags=all_tags) as run:
         iteration = Iteration(
             run_id=run.run_id, architecture=fit.architecture, params=params, metrics=metrics,
@@ -190,41 +124,9 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
             created=datetime.now(UTC).isoformat(timespec="microseconds"),
             duration_s=round(fit.seconds, 3),
             n_train=len(split.ids("train") if fit.train_ids is None else fit.train_ids),
-            tags=dict(tags or {}), path=run.local_dir)
+            tags=dict(tags or {}), seed=seed, path=run.local_dir)
         run.log(params=params, metrics={**metrics, "fit_seconds": fit.seconds})
         run.save_model(fit.estimator, schema=dataset.schema())
-        predictions.to_parquet(run.local_dir / PREDICTIONS_FILE, index=False)
-        if report:
-            write_report(iteration, predictions, dataset, project_name=project_name)
+        iteration.save_predictions(predictions)
         iteration.save()
     return iteration
-
-
-def write_report(iteration: Iteration, predictions: pd.DataFrame, dataset: Dataset, *,
-                 candidates: list[Iteration] | None = None, project_name: str = "") -> Path:
-    """(Re)write the run's report, with every section its stored results allow.
-
-    A stored diagnosis (``diagnosis.json``) and error analysis (``errors.json``)
-    in the run's folder each add their section.
-    """
-    from loopml.diagnose import Diagnosis
-    from loopml.errors.report import ErrorReport
-    from loopml.report.iteration import iteration_report
-
-    report = iteration_report(
-        iteration=iteration.to_dict(), predictions=predictions,
-        task=dataset.task, metric=iteration.metric,
-        classes=[str(c) for c in dataset.classes] or None,
-        candidates=[c.to_dict() for c in candidates] if candidates else None,
-        project_name=project_name)
-    diagnosis = Diagnosis.load(iteration.path) if iteration.path else None
-    if diagnosis is not None:
-        from loopml.report.diagnosis import add_diagnosis_section
-
-        add_diagnosis_section(report, diagnosis.to_dict())
-    errors = ErrorReport.load(iteration.path) if iteration.path else None
-    if errors is not None:
-        from loopml.report.errors import add_errors_section
-
-        add_errors_section(report, errors)
-    return report.write(iteration.report_path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,48 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from loopml.atomic import write_parquet_atomic, write_text_atomic
 from loopml.data.dataset import Dataset
 from loopml.exceptions import DataError
 from loopml.scope import SplitSpec
 
 PARTS = ("train", "val", "test")
 MIN_PER_CLASS = 3
+
+
+@dataclass(frozen=True)
+class SplitUpdate:
+    """What one update of the split did: ids placed and ids gone, per part."""
+
+    added: dict[str, int]
+    removed: dict[str, int]
+    version_before: str
+    version_after: str
+
+    @property
+    def changed(self) -> bool:
+        return self.version_before != self.version_after
+
+    @property
+    def n_added(self) -> int:
+        return sum(self.added.values())
+
+    @property
+    def n_removed(self) -> int:
+        return sum(self.removed.values())
+
+    def describe(self) -> str:
+        """One line for a person: where the new examples went, how many left."""
+        def counts(by_part: dict[str, int]) -> str:
+            return ", ".join(f"{n} {p}" for p, n in by_part.items() if n) or "none"
+
+        return (f"{self.n_added} new example(s) placed by id ({counts(self.added)}), "
+                f"{self.n_removed} gone ({counts(self.removed)}); old examples keep their "
+                f"part; split {self.version_before} -> {self.version_after}")
+
+    def to_dict(self) -> dict:
+        return {"added": dict(self.added), "removed": dict(self.removed),
+                "version_before": self.version_before, "version_after": self.version_after}
 
 
 @dataclass
@@ -80,16 +115,27 @@ class Split:
             parts.loc[test_ids] = "test"
         return cls(parts, seed, fractions, dataset.version)
 
-    def update(self, dataset: Dataset) -> tuple[Split, int, int]:
-        """Place new ids by a seeded hash, forget ids no longer in the data."""
+    def update(self, dataset: Dataset) -> tuple[Split, SplitUpdate]:
+        """Place new ids by a seeded hash, forget ids no longer in the data.
+
+        Old ids keep their part. The returned :class:`SplitUpdate` says how
+        many ids went to each part and how many left, and the split's version
+        changes whenever either count is not zero.
+        """
         known = self.parts.index.intersection(dataset.ids)
         new = dataset.ids.difference(self.parts.index)
-        removed = len(self.parts) - len(known)
+        gone = self.parts.index.difference(dataset.ids)
         parts = self.parts.loc[known]
+        placed = pd.Series(self._place(new), index=new, name="part", dtype=object)
         if len(new):
-            parts = pd.concat([parts, pd.Series(self._place(new), index=new, name="part")])
+            parts = pd.concat([parts, placed])
         parts = parts.loc[dataset.ids]
-        return Split(parts, self.seed, self.fractions, dataset.version), len(new), removed
+        updated = Split(parts, self.seed, self.fractions, dataset.version)
+        report = SplitUpdate(
+            added={p: int((placed == p).sum()) for p in PARTS},
+            removed={p: int((self.parts.loc[gone] == p).sum()) for p in PARTS},
+            version_before=self.version, version_after=updated.version)
+        return updated, report
 
     def _place(self, ids: pd.Index) -> list[str]:
         edges = np.cumsum([self.fractions[p] for p in PARTS])
@@ -105,15 +151,11 @@ class Split:
         """Write both files atomically: a crash leaves the old split or the new one."""
         state_dir.mkdir(parents=True, exist_ok=True)
         table = self.parts.rename("part").rename_axis("id").reset_index()
-        tmp_parquet = state_dir / "split.parquet.tmp"
-        table.to_parquet(tmp_parquet, index=False)
         meta = {"seed": self.seed, "fractions": self.fractions,
                 "data_version": self.data_version, "version": self.version,
                 "counts": self.counts()}
-        tmp_json = state_dir / "split.json.tmp"
-        tmp_json.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp_parquet, state_dir / "split.parquet")
-        os.replace(tmp_json, state_dir / "split.json")
+        write_parquet_atomic(table, state_dir / "split.parquet")
+        write_text_atomic(state_dir / "split.json", json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, state_dir: Path) -> Split | None:

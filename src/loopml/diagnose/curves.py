@@ -18,14 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from loopml.data.dataset import Dataset
+from loopml.data.sampling import fold_indices, subsample
 from loopml.data.split import Split
 from loopml.exceptions import LoopmlError
 from loopml.metrics import METRICS
 from loopml.parallel import parallel_map
-from loopml.train import subsample
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,6 @@ class Folds:
             raise LoopmlError(f"train + val hold {len(pool)} examples, too few for {k} folds",
                               hint="use fewer folds (--folds) or add data")
         y = dataset.y(pool)
-        splitter: Any = KFold(k, shuffle=True, random_state=seed)
         if dataset.task == "classification":
             _, counts = np.unique(y.astype(str), return_counts=True)
             if counts.min() < k:
@@ -75,8 +73,8 @@ class Folds:
                     f"the rarest class has {counts.min()} examples in train + val, fewer "
                     f"than the {k} folds asked for", hint=f"use --folds {max(2, counts.min())}"
                     if counts.min() >= 2 else "add examples of the rare classes")
-            splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
-        pairs = [(pool[a], pool[b]) for a, b in splitter.split(np.zeros(len(pool)), y)]
+        labels = y if dataset.task == "classification" else None
+        pairs = [(pool[a], pool[b]) for a, b in fold_indices(labels, k, seed=seed, n=len(pool))]
         return cls(pairs)
 
 
@@ -125,7 +123,8 @@ def score_points(estimator: Any, dataset: Dataset, folds: Folds, points: Iterabl
     for point in unique:
         train_ids, val_ids = folds.pairs[point.fold]
         labels = dataset.y(train_ids) if dataset.task == "classification" else None
-        train_ids = subsample(train_ids, labels, point.n_train, seed=seed + point.fold)
+        train_ids = pd.Index(subsample(train_ids, labels, point.n_train, seed=seed + point.fold),
+                             name=train_ids.name)
         est = clone(estimator).set_params(**dict(point.overrides))
         tasks.append(_Task(est, dataset.X(train_ids), dataset.y(train_ids),
                            dataset.X(val_ids), dataset.y(val_ids), metric, dataset.task))

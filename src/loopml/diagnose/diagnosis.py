@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +20,16 @@ from typing import Any
 import numpy as np
 
 from loopml.atomic import write_text_atomic
+from loopml.data.dataset import Dataset
+from loopml.data.images import modality
+from loopml.data.split import Split
 from loopml.diagnose.advice import advise
-from loopml.diagnose.curves import Folds, Point, PointScore, band, score_points, summarize
+from loopml.diagnose.curves import Folds, Point, band, score_points, summarize
 from loopml.diagnose.learning import extrapolate
+from loopml.iteration import Iteration
 from loopml.metrics import METRICS
-from loopml.models.registry import get_architecture, make_architecture, unsupported_reason
+from loopml.models.registry import EstimatorFactory, get_architecture
+from loopml.progress import Progress, counter
 
 DIAGNOSIS_FILE = "diagnosis.json"
 LEARNING_FRACTIONS = (0.1, 0.25, 0.45, 0.7, 1.0)
@@ -205,25 +209,34 @@ def _validation_curve(knob: str, groups: dict[float, list[Point]], scores, curre
     return out
 
 
-def _baseline(project, iteration, folds: Folds, *, n_jobs, ray_address, on_done
-              ) -> tuple[float, str, bool, str, int]:
+@dataclass(frozen=True)
+class Reference:
+    """What the diagnosis measures against: the scope's baseline and target, if any."""
+
+    metric: str
+    baseline: float | None = None  # in metric units, from loopml.yaml
+    baseline_source: str = "human-level"
+    target_performance: float | None = None
+
+
+def _baseline(reference: Reference, factory: EstimatorFactory, dataset: Dataset, folds: Folds,
+              *, seed: int, n_jobs, ray_address, advance) -> tuple[float, str, bool, str, int]:
     """The scope's baseline, or the best cheap model's cross-validated error."""
-    metric = METRICS[project.scope.metric]
-    if project.scope.baseline is not None:
-        value = project.scope.baseline.value
-        return (metric.error(value), project.scope.baseline.source, False,
-                f"from loopml.yaml: {metric.name} {value:g} ({project.scope.baseline.source})",
-                0)
+    metric = METRICS[reference.metric]
+    if reference.baseline is not None:
+        value = reference.baseline
+        return (metric.error(value), reference.baseline_source, False,
+                f"from loopml.yaml: {metric.name} {value:g} ({reference.baseline_source})", 0)
     best: tuple[float, str] | None = None
     n_fits = 0
     for name in REFERENCES:
-        if unsupported_reason(name, project.dataset):
+        if not factory.supports(name):
             continue
-        estimator = make_architecture(name, project.dataset, seed=project.scope.seed)
+        estimator = factory.make(name, quiet=True)
         points = [Point((), folds.max_train, f) for f in range(folds.k)]
-        scores = score_points(estimator, project.dataset, folds, points,
-                              metric=metric.name, seed=project.scope.seed, n_jobs=n_jobs,
-                              ray_address=ray_address, on_done=on_done)
+        scores = score_points(estimator, dataset, folds, points, metric=metric.name, seed=seed,
+                              n_jobs=n_jobs, ray_address=ray_address,
+                              on_done=lambda point, score: advance())
         n_fits += len(points)
         error = summarize(scores, 0, points).val
         if np.isfinite(error) and (best is None or error < best[0]):
@@ -237,41 +250,35 @@ def _baseline(project, iteration, folds: Folds, *, n_jobs, ray_address, on_done
     return best[0], f"estimated ({best[1]})", True, note, n_fits
 
 
-def sweep_size(project, iteration, *, folds: int = 5, curves: bool = True) -> int:
-    """How many fits a diagnosis will make (for a progress bar's total)."""
-    fold_set = Folds.make(project.dataset, project.split, k=folds, seed=project.scope.seed)
-    n = min(iteration.n_train, fold_set.max_train)
-    family = get_architecture(iteration.architecture)
-    refs = 0 if project.scope.baseline is not None else folds * sum(
-        unsupported_reason(r, project.dataset) is None for r in REFERENCES)
-    return refs + len(plan(family, fold_set, n, curves=curves).all())
+def diagnose(iteration: Iteration, dataset: Dataset, split: Split, *,
+             factory: EstimatorFactory, reference: Reference, seed: int = 0, folds: int = 5,
+             curves: bool = True, n_jobs: int | None = None, ray_address: str | None = None,
+             progress: Progress | None = None) -> Diagnosis:
+    """Diagnose ``iteration`` on ``dataset`` and ``split`` (see the module docstring).
 
-
-def diagnose(project, iteration, *, folds: int = 5, curves: bool = True,
-             n_jobs: int | None = None, ray_address: str | None = None,
-             on_done: Callable[[Point, PointScore], None] | None = None) -> Diagnosis:
-    """Diagnose one iteration of ``project`` (see the module docstring)."""
+    ``progress("fits", done, total)`` is called as the sweep's fits finish.
+    """
     start = time.perf_counter()
-    dataset, scope = project.dataset, project.scope
-    metric = METRICS[scope.metric]
-    fold_set = Folds.make(dataset, project.split, k=folds, seed=scope.seed)
+    metric = METRICS[reference.metric]
+    fold_set = Folds.make(dataset, split, k=folds, seed=seed)
     n_train = min(iteration.n_train, fold_set.max_train)
     family = get_architecture(iteration.architecture)
-    settings = {k: v for k, v in iteration.params.items() if k != "task"}
-    estimator = make_architecture(iteration.architecture, dataset, seed=scope.seed)
-    estimator.set_params(**settings, **({"verbose": False} if "verbose" in
-                                        estimator.get_params() else {}))
-    baseline, source, estimated, note, n_ref = _baseline(
-        project, iteration, fold_set, n_jobs=n_jobs, ray_address=ray_address, on_done=on_done)
+    estimator = factory.like(iteration.architecture, iteration.params)
     sweep = plan(family, fold_set, n_train, curves=curves)
+    n_refs = 0 if reference.baseline is not None else folds * sum(
+        factory.supports(r) for r in REFERENCES)
+    advance = counter(progress, "fits", n_refs + len(sweep.all()))
+    baseline, source, estimated, note, n_ref = _baseline(
+        reference, factory, dataset, fold_set, seed=seed, n_jobs=n_jobs,
+        ray_address=ray_address, advance=advance)
     scores = score_points(estimator, dataset, fold_set, sweep.all(), metric=metric.name,
-                          seed=scope.seed, n_jobs=n_jobs, ray_address=ray_address,
-                          on_done=on_done)
-    d = _assemble(scores, sweep, iteration, project, baseline=baseline)
+                          seed=seed, n_jobs=n_jobs, ray_address=ray_address,
+                          on_done=lambda point, score: advance())
+    d = _assemble(scores, sweep, iteration, dataset, split, reference, baseline=baseline)
     d.baseline_source, d.baseline_estimated, d.baseline_note = source, estimated, note
     d.n_fits = n_ref + len(sweep.all())
     if curves:
-        _add_curves(d, scores, sweep, fold_set, estimator, scope.seed)
+        _add_curves(d, scores, sweep, fold_set, estimator, seed)
     d.verdict = judge(d)
     d.verdict_text = VERDICT_TEXT[d.verdict]
     d.advice = [a.to_dict() for a in advise(d)]
@@ -279,32 +286,30 @@ def diagnose(project, iteration, *, folds: int = 5, curves: bool = True,
     return d
 
 
-def _assemble(scores, sweep: Sweep, iteration, project, *, baseline: float) -> Diagnosis:
-    metric = METRICS[project.scope.metric]
+def _assemble(scores, sweep: Sweep, iteration: Iteration, dataset: Dataset, split: Split,
+              reference: Reference, *, baseline: float) -> Diagnosis:
+    metric = METRICS[reference.metric]
     train = np.array([scores[p].train_error for p in sweep.base])
     val = np.array([scores[p].val_error for p in sweep.base])
     ok = np.isfinite(train) & np.isfinite(val)
     train, val = train[ok], val[ok]
     j_train, j_cv = float(train.mean()), float(val.mean())
-    target = project.scope.target_performance
+    target = reference.target_performance
     target_error = None if target is None else metric.error(target)
     scale = max(baseline if np.isfinite(baseline) else 0.0, j_cv)
     floor = 0.005 if metric.upper == 1.0 else 0.0
     bias_band = band(train - baseline) if np.isfinite(baseline) else float("nan")
     var_band = band(val - train)
     tolerance = max(RELATIVE_TOLERANCE * scale, floor)
-    modality = ("image" if project.dataset.image_shape or "image" in
-                project.dataset.features.values() else
-                "text" if "text" in project.dataset.features.values() else "tabular")
     return Diagnosis(
         run_id=iteration.run_id, architecture=iteration.architecture, metric=metric.name,
-        modality=modality, folds=len(sweep.base), n_train=sweep.base[0].n_train,
+        modality=modality(dataset), folds=len(sweep.base), n_train=sweep.base[0].n_train,
         baseline_error=baseline, baseline_source="", baseline_estimated=False,
         baseline_note="", target_error=target_error, j_train=j_train,
         j_train_band=band(train), j_cv=j_cv, j_cv_band=band(val),
         avoidable_bias=j_train - baseline, bias_band=bias_band, variance=j_cv - j_train,
         variance_band=var_band, tolerance=tolerance,
-        data_version=project.dataset.version, split_version=project.split.version,
+        data_version=dataset.version, split_version=split.version,
         created=datetime.now(UTC).isoformat(timespec="seconds"))
 
 

@@ -14,17 +14,19 @@ import base64
 import io
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from loopml.data.dataset import plain_value
+from loopml.data.dataset import Dataset, plain_value
 from loopml.data.images import images_of, modality, text_of
+from loopml.data.split import Split
 from loopml.errors import builtin
-from loopml.errors.history import Definitions, rescore
+from loopml.errors.history import merge_definitions, rescore
 from loopml.errors.report import (
     ErrorReport,
     GroupStat,
@@ -32,25 +34,45 @@ from loopml.errors.report import (
     confused_pairs,
     trait_p_values,
 )
-from loopml.errors.traits import TagStore, Trait, compute_traits, load_trait_functions
-from loopml.exceptions import ScopeError
-
-if TYPE_CHECKING:
-    from loopml.project import Project
-    from loopml.train import Iteration
+from loopml.errors.traits import Trait, compute_traits
+from loopml.iteration import Iteration
+from loopml.models.registry import EstimatorFactory
+from loopml.progress import Progress, no_progress
+from loopml.scope import TraitSpec
 
 MAX_LISTED = 200  # error examples kept in the report
 MAX_THUMBS = 48
-Step = Callable[[str], None]
+#: the steps ``progress`` reports, in order
+STEPS = ("traits", "label issues", "slices", "embedding clusters", "history")
 
 
-def analyse_errors(project: Project, iteration: Iteration, *, label_issues: bool = True,
-                   label_model: str | None = None, folds: int = 5, embeddings: bool = True,
-                   max_depth: int = 3, n_jobs: int | None = None, step: Step | None = None
-                   ) -> ErrorReport:
-    """The ErrorReport of ``iteration`` on its val predictions (see the module doc)."""
-    step = step or (lambda _: None)
-    dataset = project.dataset
+@dataclass
+class TraitSources:
+    """The user's traits, gathered by the project: loopml.yaml, traits.py and tags."""
+
+    specs: list[TraitSpec] = field(default_factory=list)
+    functions: list[Callable] = field(default_factory=list)
+    function_file: Path | None = None
+    tags: dict[str, set[str]] = field(default_factory=dict)
+
+
+def analyse_errors(iteration: Iteration, dataset: Dataset, split: Split, *,
+                   factory: EstimatorFactory, traits: TraitSources | None = None,
+                   known_slices: list[dict[str, Any]] | None = None,
+                   runs: list[Iteration] | None = None, seed: int = 0,
+                   label_issues: bool = True, label_model: str | None = None, folds: int = 5,
+                   cluster_errors: bool = True, max_depth: int = 3, n_jobs: int | None = None,
+                   progress: Progress | None = None) -> ErrorReport:
+    """The ErrorReport of ``iteration`` on its val predictions (see the module doc).
+
+    ``known_slices`` are the slice definitions stored by earlier analyses;
+    the report's history re-scores them (with this run's new slices) on
+    ``runs``. Nothing is written: the caller stores the report and the new
+    definitions.
+    """
+    report_step = progress or no_progress
+    step = lambda name: report_step(name, STEPS.index(name), len(STEPS))  # noqa: E731
+    traits = traits or TraitSources()
     classes = list(dataset.classes)
     preds = iteration.predictions()
     val = preds[(preds["part"] == "val") & preds["id"].isin(dataset.ids.astype(str))]
@@ -62,34 +84,35 @@ def analyse_errors(project: Project, iteration: Iteration, *, label_issues: bool
     lazy = _LazyInputs(dataset, ids, kind)
 
     step("traits")
-    traits = _traits(project, frame, lazy, kind)
+    found = _traits(dataset, split, traits, frame, lazy, kind)
     step("label issues")
-    issues, check = _label_issues(project, iteration, scorer, classes, enabled=label_issues,
-                                  label_model=label_model, folds=folds, n_jobs=n_jobs)
+    issues, check = _label_issues(dataset, split, iteration, scorer, classes, factory=factory,
+                                  seed=seed, enabled=label_issues, label_model=label_model,
+                                  folds=folds, n_jobs=n_jobs)
     flagged = scorer.ids.isin(issues.loc[issues["part"] == "val", "id"]) \
         if len(issues) else np.zeros(len(ids), bool)
-    p_values = trait_p_values(scorer, [t.mask.to_numpy(dtype=bool) for t in traits])
+    p_values = trait_p_values(scorer, [t.mask.to_numpy(dtype=bool) for t in found])
     trait_stats = [scorer.group("trait", f"trait:{t.name}", t.name, t.description,
                                 t.mask.to_numpy(), label_issue=flagged, source=t.source,
                                 p_value=p)
-                   for t, p in zip(traits, p_values, strict=True)]
+                   for t, p in zip(found, p_values, strict=True)]
     pairs = confused_pairs(scorer, label_issue=flagged) if dataset.task == "classification" \
         else []
     step("slices")
-    slice_frame = _slice_frame(dataset, frame, traits, kind)
+    slice_frame = _slice_frame(dataset, frame, found, kind)
     slices = _slices(scorer, slice_frame, flagged, max_depth=max_depth) if scorer.is_error.any() \
         else []
     clusters: list[GroupStat] = []
-    if embeddings and kind in ("image", "text") and scorer.is_error.any():
+    if cluster_errors and kind in ("image", "text") and scorer.is_error.any():
         step("embedding clusters")
-        clusters = _clusters(scorer, lazy, traits, flagged, iteration.run_id, notes)
+        clusters = _clusters(scorer, lazy, found, flagged, iteration.run_id, notes)
     report = ErrorReport(
         run_id=iteration.run_id, architecture=iteration.architecture, task=dataset.task,
         metric=iteration.metric, data_version=dataset.version,
-        split_version=project.split.version,
+        split_version=split.version,
         created=datetime.now(UTC).isoformat(timespec="seconds"), n_val=len(ids),
         n_errors=int(scorer.is_error.sum()), error=scorer.base_error,
-        errors=_error_rows(scorer, frame, dataset, traits, issues),
+        errors=_error_rows(scorer, frame, dataset, found, issues),
         traits=sorted(trait_stats, key=lambda g: (-g.ceiling, g.name)), pairs=pairs,
         slices=slices, clusters=clusters, label_issues=issues.to_dict("records"),
         label_check=check, notes=notes, modality=kind)
@@ -98,9 +121,10 @@ def analyse_errors(project: Project, iteration: Iteration, *, label_issues: bool
         wanted += [i for c in clusters for i in c.extra.get("examples", [])]
         report.thumbnails = _thumbnails(dataset, list(dict.fromkeys(wanted)))
     step("history")
-    definitions = Definitions(project.state_dir)
-    stored = definitions.add(slices, iteration.run_id) if slices else definitions.load()
-    report.history = _history(project, report, stored, slice_frame, traits, scorer, notes)
+    stored = merge_definitions(known_slices or [], slices, iteration.run_id)
+    report.history = _history(runs or [iteration], report, stored, slice_frame, found, scorer,
+                              notes, classes)
+    report_step("history", len(STEPS), len(STEPS))
     return report
 
 
@@ -138,30 +162,23 @@ class _LazyInputs:
         return out
 
 
-def _traits(project: Project, frame: pd.DataFrame, lazy: _LazyInputs, kind: str
-            ) -> list[Trait]:
-    scope = project.scope
-    module = Path(project.root) / (scope.traits_module or "traits.py")
-    if scope.traits_module and not module.exists():
-        raise ScopeError(f"traits_module '{scope.traits_module}' in loopml.yaml does not exist "
-                         f"({module})", hint="fix the path, or remove the key")
-    functions = load_trait_functions(module) if module.exists() else []
+def _traits(dataset: Dataset, split: Split, sources: TraitSources, frame: pd.DataFrame,
+            lazy: _LazyInputs, kind: str) -> list[Trait]:
     if kind == "image":
         found = builtin.image_traits(lazy.get("images"))
     elif kind == "text":
         found = builtin.text_traits(lazy.get("texts"))
     else:
-        dataset = project.dataset
-        train = dataset.frame.loc[dataset.ids.intersection(project.split.ids("train"))]
+        train = dataset.frame.loc[dataset.ids.intersection(split.ids("train"))]
         found = builtin.tabular_traits(frame, train, dataset.features)
-    return compute_traits(frame, specs=scope.traits, functions=functions,
-                          function_file=module if functions else None,
-                          tags=TagStore(project.state_dir).by_trait(), builtin=found,
-                          inputs=lazy.inputs())
+    return compute_traits(frame, specs=sources.specs, functions=sources.functions,
+                          function_file=sources.function_file if sources.functions else None,
+                          tags=sources.tags, builtin=found, inputs=lazy.inputs())
 
 
-def _label_issues(project: Project, iteration: Iteration, scorer: Scorer, classes: list, *,
-                  enabled: bool, label_model: str | None, folds: int, n_jobs: int | None
+def _label_issues(dataset: Dataset, split: Split, iteration: Iteration, scorer: Scorer,
+                  classes: list, *, factory: EstimatorFactory, seed: int, enabled: bool,
+                  label_model: str | None, folds: int, n_jobs: int | None
                   ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Label issues from the run's own architecture, or from ``label_model``.
 
@@ -172,14 +189,12 @@ def _label_issues(project: Project, iteration: Iteration, scorer: Scorer, classe
     empty = pd.DataFrame(columns=["id", "part", "given", "suggested", "quality"])
     if not enabled:
         return empty, {"checked": False, "why": "turned off (--no-label-issues)"}
-    if project.dataset.task != "classification" or scorer.proba is None:
+    if dataset.task != "classification" or scorer.proba is None:
         return empty, {"checked": False, "why": "label issues need class probabilities "
                        "(classification)"}
     from loopml.errors.labels import find_label_issues, out_of_fold_proba
 
-    dataset = project.dataset
-    train = dataset.ids.intersection(project.split.ids("train"))
-    seed = project.scope.seed
+    train = dataset.ids.intersection(split.ids("train"))
     if label_model is None:  # val probabilities are already out-of-sample for the run's model
         oof = out_of_fold_proba(iteration.model(), dataset, train, classes, folds=folds,
                                 seed=seed, n_jobs=n_jobs)
@@ -187,10 +202,7 @@ def _label_issues(project: Project, iteration: Iteration, scorer: Scorer, classe
         labels = np.concatenate([dataset.y(train), scorer.y_true])
         proba = np.vstack([oof, scorer.proba])
     else:
-        from loopml.models.registry import make_architecture
-
-        estimator = make_architecture(label_model, dataset, seed=seed,
-                                      image_size=project.scope.data.image_size)
+        estimator = factory.make(label_model, quiet=True)
         ids = train.append(pd.Index(scorer.ids, name=train.name))
         labels = dataset.y(ids)
         proba = out_of_fold_proba(estimator, dataset, ids, classes, folds=folds, seed=seed,
@@ -316,8 +328,9 @@ def _error_rows(scorer: Scorer, frame: pd.DataFrame, dataset, traits: list[Trait
     return rows
 
 
-def _history(project: Project, report: ErrorReport, stored: list[dict], slice_frame,
-             traits: list[Trait], scorer: Scorer, notes: list[str]) -> list[dict[str, Any]]:
+def _history(runs: list[Iteration], report: ErrorReport, stored: list[dict], slice_frame,
+             traits: list[Trait], scorer: Scorer, notes: list[str], classes: list
+             ) -> list[dict[str, Any]]:
     from loopml.errors.slices import Slice
 
     masks: dict[str, tuple[str, str, pd.Series]] = {}
@@ -332,10 +345,9 @@ def _history(project: Project, report: ErrorReport, stored: list[dict], slice_fr
     for t in traits:
         masks[f"trait:{t.name}"] = ("trait", t.name, pd.Series(t.mask.to_numpy(),
                                                                   index=scorer.ids))
-    runs = project.runs()
     upto = next((i for i, r in enumerate(runs) if r.run_id == report.run_id), len(runs) - 1)
     return rescore(runs[: upto + 1], masks, task=report.task, metric=report.metric,
-                   classes=list(project.dataset.classes))
+                   classes=classes)
 
 
 def _thumbnails(dataset, ids: list[str]) -> dict[str, str]:

@@ -16,18 +16,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopml.atomic import write_text_atomic
+from loopml.atomic import locked, write_text_atomic
 from loopml.errors.report import GroupStat, Scorer
 
 DEFINITIONS_FILE = Path("errors") / "definitions.json"
 MAX_RUNS = 20
 
 
+def merge_definitions(stored: list[dict[str, Any]], slices: list[GroupStat], run_id: str
+                      ) -> list[dict[str, Any]]:
+    """The stored slice definitions plus the new ones among ``slices`` (by key)."""
+    out = list(stored)
+    known = {s["key"] for s in out}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for g in slices:
+        if g.key not in known:
+            out.append({"key": g.key, "description": g.description, "slice": g.extra["slice"],
+                        "first_run": run_id, "first_seen": now})
+            known.add(g.key)
+    return out
+
+
 class Definitions:
     """The stored slice definitions of a project."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.file = Path(state_dir) / DEFINITIONS_FILE
+        self.state_dir = Path(state_dir)
+        self.file = self.state_dir / DEFINITIONS_FILE
 
     def load(self) -> list[dict[str, Any]]:
         if not self.file.exists():
@@ -36,17 +51,10 @@ class Definitions:
 
     def add(self, slices: list[GroupStat], run_id: str) -> list[dict[str, Any]]:
         """Store new slices (by key); known ones keep their first sighting."""
-        stored = self.load()
-        known = {s["key"] for s in stored}
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        for g in slices:
-            if g.key not in known:
-                stored.append({"key": g.key, "description": g.description,
-                               "slice": g.extra["slice"], "first_run": run_id,
-                               "first_seen": now})
-                known.add(g.key)
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.file, json.dumps({"slices": stored}, indent=1))
+        with locked(self.state_dir, "definitions"):
+            stored = merge_definitions(self.load(), slices, run_id)
+            write_text_atomic(self.file, json.dumps({"slices": stored}, indent=1))
         return stored
 
 

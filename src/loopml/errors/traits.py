@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopml.atomic import write_text_atomic
+from loopml.atomic import locked, write_text_atomic
 from loopml.exceptions import DataError, LoopmlError, ScopeError
 from loopml.scope import TraitSpec
 
@@ -222,6 +222,11 @@ class TagStore:
                             + (f" ({len(unknown)} unknown ids)" if len(unknown) > 1 else ""),
                             hint=(f"close ids: {', '.join(close)}; " if close else "")
                             + "ids are listed by 'loopml errors' and in predictions.parquet")
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        with locked(self.file.parent, "tags"):
+            return self._change(ids, trait_name, remove=remove)
+
+    def _change(self, ids: list[str], trait_name: str, *, remove: bool) -> int:
         rows = self.load()
         present = {(r["id"], r["trait"]) for r in rows}
         if remove:
@@ -232,7 +237,6 @@ class TagStore:
             new = [{"id": i, "trait": trait_name, "added": now} for i in dict.fromkeys(ids)
                    if (i, trait_name) not in present]
             kept, changed = rows + new, len(new)
-        self.file.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.file, json.dumps({"tags": kept}, indent=1))
         return changed
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from loopml.exceptions import LoopmlError
 
@@ -62,7 +63,12 @@ def default_candidates(dataset: Dataset) -> list[str]:
 def make_architecture(name: str, dataset: Dataset, *, size: float | None = None,
                       reg: float | None = None, seed: int = 0,
                       image_size: int = 32, **params) -> Architecture:
-    """An unfitted estimator of a family, wired to the dataset's columns."""
+    """An unfitted estimator of a family, wired to the dataset's columns.
+
+    Stages do not call this directly: they are handed an :class:`EstimatorFactory`
+    that the project built once, so every estimator of a project gets the same
+    seed, image size and columns.
+    """
     reason = unsupported_reason(name, dataset)
     if reason:
         raise LoopmlError(f"cannot train {reason}",
@@ -78,3 +84,51 @@ def make_architecture(name: str, dataset: Dataset, *, size: float | None = None,
         raise LoopmlError(f"architecture '{family.name}' has no parameter(s) {unknown}",
                           hint=f"its parameters are {', '.join(sorted(valid))}")
     return estimator.set_params(**knobs, **params)
+
+
+#: settings an iteration records that the factory sets itself, from the data and scope
+_WIRED = ("task", "features", "image_shape")
+
+
+@dataclass(frozen=True)
+class EstimatorFactory:
+    """The one place that turns an architecture name into an estimator for a project.
+
+    Built once per project (``Project.factory``) from its dataset and scope,
+    then handed to every stage that fits models (training, diagnosis sweeps,
+    label checks), so none of them can forget an option such as ``image_size``.
+
+    >>> factory = EstimatorFactory(dataset, seed=0, image_size=32)  # doctest: +SKIP
+    >>> factory.make("gbt", size=16)  # doctest: +SKIP
+    GradientBoosting(size=16, ...)
+    """
+
+    dataset: Dataset
+    seed: int = 0
+    image_size: int = 32
+
+    def make(self, name: str, *, size: float | None = None, reg: float | None = None,
+             seed: int | None = None, quiet: bool = False, **params: Any) -> Architecture:
+        """An unfitted estimator; ``quiet`` turns progress bars off (for sweeps in workers)."""
+        estimator = make_architecture(name, self.dataset, size=size, reg=reg,
+                                      seed=self.seed if seed is None else seed,
+                                      image_size=self.image_size, **params)
+        if quiet and "verbose" in estimator.get_params():
+            estimator.set_params(verbose=False)
+        return estimator
+
+    def like(self, architecture: str, params: dict[str, Any], *, quiet: bool = True
+             ) -> Architecture:
+        """An unfitted estimator with the settings a stored iteration recorded."""
+        estimator = self.make(architecture, quiet=quiet)
+        valid = estimator.get_params()
+        settings = {k: v for k, v in params.items()
+                    if k in valid and k not in _WIRED and not (quiet and k == "verbose")}
+        return estimator.set_params(**settings)
+
+    def candidates(self) -> list[str]:
+        """The families that can train on this data."""
+        return default_candidates(self.dataset)
+
+    def supports(self, name: str) -> bool:
+        return unsupported_reason(name, self.dataset) is None

@@ -9,10 +9,10 @@ from math import comb
 import numpy as np
 from sklearn.kernel_approximation import PolynomialCountSketch
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
+from loopml.data.sampling import EARLY_STOPPING_FRACTION, holdout
 from loopml.models.base import Architecture
 
 
@@ -83,7 +83,8 @@ class GradientBoosting(Architecture):
 
     ``size`` is the number of leaves per tree; ``reg`` is the L2 penalty on
     leaf values. Boosting stops when the validation metric has not improved
-    for 50 rounds (on ``eval_set``, or on 10% of the training rows).
+    for 50 rounds on ``eval_set``, or else on a seeded, stratified 10% of the
+    training rows (loopml never passes its val part: val only compares candidates).
     """
 
     name = "gbt"
@@ -117,10 +118,10 @@ class GradientBoosting(Architecture):
                           verbose=-1)
         Xt = Xt.astype(np.float32) if hasattr(Xt, "astype") else Xt
         if eval_set is None:
-            stratify = y if self.task == "classification" and np.bincount(y).min() >= 2 else None
-            Xt, X_val, y, y_val = train_test_split(Xt, y, test_size=0.1, stratify=stratify,
-                                                   random_state=self.random_state)
-            eval_set = (X_val, y_val)
+            rows, held = holdout(np.arange(len(y)), y if self.task == "classification" else None,
+                                 EARLY_STOPPING_FRACTION, seed=self.random_state)
+            eval_set = (Xt[held], y[held])
+            Xt, y = Xt[rows], y[rows]
         X_val, y_val = eval_set
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")

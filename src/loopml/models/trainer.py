@@ -25,15 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.nn import functional as F
 
 from loopml.console import progress
+from loopml.data.sampling import EARLY_STOPPING_FRACTION, holdout
 
 TASKS = ("classification", "regression")
 #: share of the training rows held out for early stopping when no eval_set is given
-HOLDOUT_FRACTION = 0.1
+HOLDOUT_FRACTION = EARLY_STOPPING_FRACTION
 #: rows per forward pass when only predicting (no gradients kept)
 PREDICT_BATCH_SIZE = 1024
 
@@ -237,15 +237,8 @@ def _validation_split(X, y: np.ndarray, eval_set, *, task: str, random_state: in
     if len(y) < 2:
         raise ValueError(f"training needs at least 2 rows to hold one out for early stopping, "
                          f"got {len(y)}")
-    stratify = None
-    if task == "classification":
-        counts = np.bincount(y)
-        counts = counts[counts > 0]
-        n_val = math.ceil(HOLDOUT_FRACTION * len(y))
-        if counts.min() >= 2 and len(counts) <= min(n_val, len(y) - n_val):
-            stratify = y
-    rows, val_rows = train_test_split(np.arange(len(y)), test_size=HOLDOUT_FRACTION,
-                                      stratify=stratify, random_state=random_state)
+    rows, val_rows = holdout(np.arange(len(y)), y if task == "classification" else None,
+                             HOLDOUT_FRACTION, seed=random_state)
     return np.sort(rows), X[val_rows], y[val_rows]
 
 

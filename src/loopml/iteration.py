@@ -1,0 +1,108 @@
+"""The Iteration: one trained candidate, as every later stage receives it.
+
+It holds the candidate's architecture and parameters, its metrics on train and
+val (and test, for the candidate ``loopml run`` chose), the data and split
+versions and the seed it was built from, and where its files live
+(``.loopml/runs/<run_id>/artifacts/``: the model with its schema, the
+predictions, the report). Training makes one (:mod:`loopml.train`); diagnosis,
+error analysis and reports only read it, so it lives below all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from loopml.atomic import write_parquet_atomic, write_text_atomic
+from loopml.exceptions import LoopmlError
+from loopml.metrics import METRICS
+
+ITERATION_FILE = "iteration.json"
+PREDICTIONS_FILE = "predictions.parquet"
+REPORT_FILE = "report.html"
+MODEL_DIR = "model"
+
+
+@dataclass
+class Iteration:
+    """One trained candidate, as stored in ``.loopml/runs/<run_id>/artifacts/``."""
+
+    run_id: str
+    architecture: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    metric: str
+    data_version: str
+    split_version: str
+    created: str
+    duration_s: float
+    n_train: int
+    tags: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+    path: Path | None = None
+
+    def error(self, part: str) -> float:
+        """The scope metric on a part ('train', 'val', 'test') as an error (0 is perfect)."""
+        return METRICS[self.metric].error(self.metrics[f"{part}_{self.metric}"])
+
+    @property
+    def report_path(self) -> Path:
+        return self.folder / REPORT_FILE
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / MODEL_DIR
+
+    @property
+    def folder(self) -> Path:
+        if self.path is None:
+            raise LoopmlError(f"iteration {self.run_id} has no folder")
+        return self.path
+
+    def model(self) -> Any:
+        """The fitted estimator (an sklearn-compatible Architecture)."""
+        from loopml.track import load_model
+
+        return load_model(self.model_path)
+
+    def predictions(self) -> pd.DataFrame:
+        return pd.read_parquet(self.folder / PREDICTIONS_FILE)
+
+    def save_predictions(self, predictions: pd.DataFrame) -> Path:
+        return write_parquet_atomic(predictions, self.folder / PREDICTIONS_FILE)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("path")
+        return out
+
+    def save(self) -> Path:
+        """Write ``iteration.json`` atomically: a reader sees the old record or the new one."""
+        return write_text_atomic(self.folder / ITERATION_FILE,
+                                 json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> Iteration:
+        """Read a stored iteration; keys a later loopml added are ignored, not fatal."""
+        file = Path(directory) / ITERATION_FILE
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LoopmlError(f"{file} is not readable: {exc}",
+                              hint="remove that run's folder, or restore the file") from None
+        if not isinstance(data, dict):
+            raise LoopmlError(f"{file} does not hold an iteration record")
+        known = {f.name for f in fields(cls)} - {"path"}
+        extra = sorted(set(data) - known)
+        if extra:
+            warnings.warn(f"{file}: ignoring unknown keys {extra}", stacklevel=2)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known}, path=Path(directory))
+        except TypeError as exc:
+            raise LoopmlError(f"{file} is missing fields of an iteration record: {exc}",
+                              hint="remove that run's folder, or restore the file") from None

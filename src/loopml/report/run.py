@@ -1,0 +1,47 @@
+"""The whole report of one run: the iteration, plus every section its evidence allows.
+
+This is the one place that assembles a run's ``report.html``. Training,
+diagnosis and error analysis do not write reports; the project asks for the
+report to be rebuilt after each of them, handing over the typed evidence it
+has (a :class:`~loopml.diagnose.Diagnosis`, an
+:class:`~loopml.errors.report.ErrorReport`), so every section is drawn from
+the same objects the autopilot reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from loopml.iteration import Iteration
+from loopml.report.iteration import iteration_report
+
+if TYPE_CHECKING:
+    from loopml.data.dataset import Dataset
+    from loopml.diagnose import Diagnosis
+    from loopml.errors.report import ErrorReport
+
+
+def write_run_report(iteration: Iteration, predictions: pd.DataFrame, dataset: Dataset, *,
+                     diagnosis: Diagnosis | None = None, errors: ErrorReport | None = None,
+                     candidates: Sequence[Iteration] | None = None,
+                     project_name: str = "") -> Path:
+    """(Re)write ``iteration``'s report with the sections of the evidence given."""
+    report = iteration_report(
+        iteration=iteration.to_dict(), predictions=predictions,
+        task=dataset.task, metric=iteration.metric,
+        classes=[str(c) for c in dataset.classes] or None,
+        candidates=[c.to_dict() for c in candidates] if candidates else None,
+        project_name=project_name)
+    if diagnosis is not None:
+        from loopml.report.diagnosis import add_diagnosis_section
+
+        add_diagnosis_section(report, diagnosis.to_json())
+    if errors is not None:
+        from loopml.report.errors import add_errors_section
+
+        add_errors_section(report, errors)
+    return report.write(iteration.report_path)
