@@ -18,7 +18,7 @@ from sklearn.model_selection import learning_curve, validation_curve
 
 from loopml import Project
 from loopml.diagnose.curves import Folds, score_points
-from loopml.diagnose.diagnosis import plan
+from loopml.diagnose.sweep import plan
 from loopml.models import get_architecture
 from loopml.models.registry import EstimatorFactory
 

@@ -37,7 +37,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import cross_val_predict
 from sklearn.naive_bayes import GaussianNB
 
-from loopml.errors.slices import Predicate, Slice, find_slices
+from loopml.errors.slices import find_slices
+from loopml.groups import Predicate, Slice
 
 LEVELS = (5, 6, 7, 8, 9, 10, 5, 6, 7, 8)
 PLANTED = ({"f0": "v1", "f1": "v2"}, {"f2": "v4", "f6": "v3"})

@@ -90,6 +90,19 @@ def test_errors_planted_on_one_class_are_found_and_named(digits) -> None:
     assert np.isin(np.flatnonzero(labels == 8), found).mean() > 0.8
 
 
+def test_members_are_the_rows_nearest_their_centre(digits) -> None:
+    """A cluster keeps all k centres, so any rows can be assigned to it later."""
+    from loopml.groups.cluster import nearest_centre
+
+    pixels, labels = digits
+    clusters = find_clusters(pixels, _planted_on_eights(labels))
+    centres = clusters[0].centres
+    assert centres.shape == (30, 64)  # k = round(sqrt(1797 / 2)) = 30 centres of 64 pixels
+    nearest = nearest_centre(pixels, centres)
+    for c in clusters:
+        assert (c.centres is centres) and (np.flatnonzero(nearest == c.label) == c.members).all()
+
+
 def test_noise_errors_give_no_clusters(digits) -> None:
     pixels, labels = digits
     for seed in range(3):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,41 @@ def test_data_version_changes_with_content(tmp_path: Path, penguins_csv: Path) -
     frame.loc[0, "species"] = "Gentoo" if frame.loc[0, "species"] != "Gentoo" else "Adelie"
     frame.to_csv(penguins_csv, index=False)
     assert Project.load(project.root).dataset.version != version
+
+
+def test_split_update_with_rows_gone_and_new_at_once(tmp_path: Path, penguins_csv: Path) -> None:
+    project = Project.init(tmp_path / "p", data=str(penguins_csv), target="species")
+    old = project.split.parts
+    frame = pd.read_csv(penguins_csv)
+    gone_ids = project.dataset.ids[:10]
+    extra = frame.iloc[10:22].assign(year=2040)  # 12 rows with new content, so new ids
+    pd.concat([frame.iloc[10:], extra]).to_csv(penguins_csv, index=False)
+    reopened = Project.load(project.root)
+    update = reopened.update_split()
+    assert update.n_removed == 10 and update.n_added == 12 and update.recorded == {
+        "train": 0, "val": 0, "test": 0}
+    expected = old.loc[gone_ids].value_counts().to_dict()
+    assert update.removed == {p: expected.get(p, 0) for p in ("train", "val", "test")}
+    split = reopened.split
+    assert split.parts.index.equals(reopened.dataset.ids)  # the dataset's order, always
+    pd.testing.assert_series_equal(split.parts.loc[old.index.drop(gone_ids)],
+                                   old.drop(gone_ids), check_dtype=False)
+    assert update.version_after == split.version != update.version_before
+    assert json.loads((project.state_dir / "split.json").read_text())["counts"] == (
+        split.counts())
+
+
+def test_split_files_depend_only_on_ids_and_parts(tmp_path: Path) -> None:
+    project = Project.init(tmp_path / "d", data="digits", target="label")
+    computed = {n: (project.state_dir / n).read_bytes() for n in ("split.parquet",
+                                                                   "split.json")}
+    reloaded = Split.load(project.state_dir)
+    again, update = reloaded.update(project.dataset)  # read back, then the update path
+    assert update.n_added == update.n_removed == 0
+    again.save(tmp_path / "updated")
+    as_objects = Split(reloaded.parts.astype(object), reloaded.seed, reloaded.fractions,
+                       reloaded.data_version)  # the same parts in another dtype
+    as_objects.save(tmp_path / "objects")
+    for name, content in computed.items():
+        assert (tmp_path / "updated" / name).read_bytes() == content, name
+        assert (tmp_path / "objects" / name).read_bytes() == content, name

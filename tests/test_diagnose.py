@@ -10,11 +10,20 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from loopml import LoopmlError, Project
-from loopml.diagnose import Diagnosis, advise
+from loopml.diagnose import (
+    AdviceAction,
+    CurveSetting,
+    Diagnosis,
+    ValidationCurve,
+    Verdict,
+    advise,
+    judge,
+)
 from loopml.diagnose.curves import Folds
 
-BIAS_REMEDIES = {"bigger_model", "less_regularization", "more_features"}
-VARIANCE_REMEDIES = {"more_data", "more_regularization"}
+A = AdviceAction
+BIAS_REMEDIES = {A.bigger_model, A.less_regularization, A.more_features}
+VARIANCE_REMEDIES = {A.more_data, A.more_regularization}
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +36,24 @@ def digits(tmp_path_factory) -> Project:
 def test_strongly_regularized_logistic_regression_has_high_bias(digits: Project) -> None:
     iteration = digits.train("linear", reg=1e4, report=False)
     d = digits.diagnose(iteration.run_id, folds=5, n_jobs=2)
-    assert d.verdict == "high_bias", d.verdict_text
+    assert d.verdict is Verdict.high_bias, d.verdict_text
     assert d.avoidable_bias > d.tolerance > 0
     assert d.baseline_estimated and "estimated" in d.baseline_note
-    assert d.advice[0]["action"] in BIAS_REMEDIES
-    assert {a["action"] for a in d.advice[:3]} == BIAS_REMEDIES
-    assert d.validation_curves["reg"]["setting"] == "over-regularized"
-    assert len(d.validation_curves["reg"]["points"]) >= 7
-    assert len(d.validation_curves["size"]["points"]) >= 4
-    assert len(d.learning_curve["points"]) >= 5
-    assert all(p["folds"] == 5 for p in d.learning_curve["points"])
+    assert d.advice[0].action in BIAS_REMEDIES
+    assert {a.action for a in d.advice[:3]} == BIAS_REMEDIES
+    reg = d.validation_curves["reg"]
+    assert reg.setting is CurveSetting.over_regularized
+    assert reg.current == 1e4 and reg.best is not None and reg.best < reg.current
+    assert len(reg.points) >= 7
+    assert len(d.validation_curves["size"].points) >= 4
+    assert d.learning_curve is not None and len(d.learning_curve.points) >= 5
+    assert all(p.folds == 5 for p in d.learning_curve.points)
+    # the less-regularization item cites the reg curve's numbers and the bias it measured
+    less = next(a for a in d.advice if a.action is A.less_regularization)
+    assert less.evidence.knob == "reg" and less.evidence.setting is reg.setting
+    assert (less.evidence.best, less.evidence.best_error) == (reg.best, reg.best_error)
+    assert less.evidence.avoidable_bias == d.avoidable_bias
+    assert less.evidence.baseline_error == d.baseline_error
 
 
 @pytest.mark.slow
@@ -45,11 +62,16 @@ def test_unregularized_mlp_on_a_tenth_of_the_data_has_high_variance(digits: Proj
                              report=False)
     assert iteration.n_train == round(0.1 * len(digits.split.ids("train")))
     d = digits.diagnose(iteration.run_id, folds=5, n_jobs=2)
-    assert d.verdict == "high_variance", d.verdict_text
+    assert d.verdict is Verdict.high_variance, d.verdict_text
     assert d.variance > d.tolerance
-    assert d.advice[0]["action"] in VARIANCE_REMEDIES
-    assert {a["action"] for a in d.advice[:2]} == VARIANCE_REMEDIES
+    assert d.advice[0].action in VARIANCE_REMEDIES
+    assert {a.action for a in d.advice[:2]} == VARIANCE_REMEDIES
     assert d.gain_from_doubling > d.tolerance  # the learning curve says more data helps
+    more_data = next(a for a in d.advice if a.action is A.more_data)
+    assert more_data.evidence.gain_from_doubling == d.gain_from_doubling
+    assert more_data.evidence.n_train == d.n_train == iteration.n_train
+    assert more_data.evidence.variance == d.variance and more_data.evidence.j_cv == d.j_cv
+    assert more_data.score == pytest.approx(2.0 * d.variance)  # "more data helps" doubles it
 
 
 def test_diagnosis_is_stored_on_disk_on_the_mlflow_run_and_in_the_report(digits: Project
@@ -57,11 +79,14 @@ def test_diagnosis_is_stored_on_disk_on_the_mlflow_run_and_in_the_report(digits:
     iteration = digits.train("linear", report=True)
     d = digits.diagnose(iteration.run_id, folds=3, curves=False)
     stored = json.loads((iteration.path / "diagnosis.json").read_text())
-    assert stored["verdict"] == d.verdict and stored["run_id"] == iteration.run_id
-    assert Diagnosis.load(iteration.path).j_cv == pytest.approx(d.j_cv)
+    assert stored["verdict"] == str(d.verdict) and stored["run_id"] == iteration.run_id
+    assert stored["learning_curve"] == {} and stored["validation_curves"] == {}
+    loaded = Diagnosis.load(iteration.path)
+    assert loaded.j_cv == d.j_cv and loaded.verdict is d.verdict
+    assert loaded.advice == d.advice
     client = MlflowClient(tracking_uri=digits.tracker.tracking_uri)
     run = client.get_run(iteration.run_id)
-    assert run.data.tags["loopml.verdict"] == d.verdict
+    assert run.data.tags["loopml.verdict"] == d.verdict.value
     assert run.data.metrics["diag_j_cv"] == pytest.approx(d.j_cv)
     assert "diagnosis.json" in {a.path for a in client.list_artifacts(iteration.run_id)}
     assert "Diagnosis" in iteration.report_path.read_text()
@@ -85,11 +110,14 @@ def test_regression_uses_the_regression_metric(tmp_path: Path, boston_parquet: P
     iteration = project.train("linear", report=False)
     d = project.diagnose(iteration.run_id, folds=3)
     assert d.metric == "rmse"
-    assert d.verdict in {"high_bias", "high_variance", "both", "at_target"}
     assert 1 < d.j_train < d.j_cv < 10  # RMSE in thousands of dollars
-    assert len(d.validation_curves["reg"]["points"]) >= 7
-    assert np.isfinite(d.learning_curve["points"][-1]["val"])
-    assert d.advice
+    assert d.tolerance == pytest.approx(0.15 * max(d.baseline_error, d.j_cv))
+    assert d.verdict is judge(d)  # the stored verdict is the one the numbers give
+    assert len(d.validation_curves["reg"].points) >= 7
+    assert np.isfinite(d.learning_curve.points[-1].val)
+    assert d.learning_curve.points[-1].x == d.learning_curve.max_train
+    assert [a.action for a in d.advice] == [a.action for a in advise(d)]
+    assert all(isinstance(a.action, AdviceAction) for a in d.advice)
 
 
 def test_too_small_for_the_folds_is_refused(tmp_path: Path, penguins_csv: Path) -> None:
@@ -103,23 +131,35 @@ def test_too_small_for_the_folds_is_refused(tmp_path: Path, penguins_csv: Path) 
 
 
 def _diagnosis(**overrides) -> Diagnosis:
+    """A diagnosis from its numbers: the gaps follow from J_train, J_cv and the baseline."""
     base = dict(run_id="r", architecture="linear", metric="accuracy", modality="tabular",
                 folds=5, n_train=100, baseline_error=0.02, baseline_source="human-level",
                 baseline_estimated=False, baseline_note="", target_error=None, j_train=0.1,
-                j_train_band=0.01, j_cv=0.11, j_cv_band=0.01, avoidable_bias=0.08,
-                bias_band=0.01, variance=0.01, variance_band=0.01, tolerance=0.02,
-                verdict="high_bias")
-    return Diagnosis(**{**base, **overrides})
+                j_train_band=0.01, j_cv=0.11, j_cv_band=0.01, bias_band=0.01,
+                variance_band=0.01, tolerance=0.02)
+    base.update(overrides)
+    base.setdefault("avoidable_bias", base["j_train"] - base["baseline_error"])
+    base.setdefault("variance", base["j_cv"] - base["j_train"])
+    return Diagnosis(**base)
+
+
+def _curve(knob: str, setting: CurveSetting, *, current: float, best: float,
+           current_error: float = 0.11, best_error: float = 0.05) -> dict[str, ValidationCurve]:
+    return {knob: ValidationCurve(knob, [], current, current_error, best, best_error, setting)}
 
 
 def test_advice_follows_the_validation_curve_evidence() -> None:
-    size_says_bigger = {"size": {"setting": "too small", "best": 8, "best_error": 0.05,
-                                 "current": 1, "current_error": 0.11}}
+    size_says_bigger = _curve("size", CurveSetting.too_small, current=1, best=8)
     d = _diagnosis(validation_curves=size_says_bigger)
-    assert [a.action for a in advise(d)][:3] == ["bigger_model", "less_regularization",
-                                                 "more_features"]
-    reg_says_less = {"reg": {"setting": "over-regularized", "best": 0.1, "best_error": 0.04,
-                             "current": 100, "current_error": 0.11}}
-    assert advise(_diagnosis(validation_curves=reg_says_less))[0].action == "less_regularization"
-    at_target = _diagnosis(verdict="at_target", j_cv=0.021)
-    assert advise(at_target)[0].action == "error_analysis"
+    assert d.verdict is Verdict.high_bias
+    assert [a.action for a in advise(d)][:3] == [A.bigger_model, A.less_regularization,
+                                                 A.more_features]
+    reg_says_less = _curve("reg", CurveSetting.over_regularized, current=100, best=0.1,
+                           best_error=0.04)
+    advice = advise(_diagnosis(validation_curves=reg_says_less))
+    assert advice[0].action is A.less_regularization
+    assert advice[0].score == pytest.approx(2.0 * 0.08)
+    assert "best val error is 0.04 at reg=0.1, against 0.11 at 100" in advice[0].why
+    at_target = _diagnosis(j_cv=0.021)
+    assert at_target.verdict is Verdict.at_target
+    assert advise(at_target)[0].action is A.error_analysis

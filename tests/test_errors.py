@@ -12,6 +12,7 @@ import pytest
 
 from loopml import Project
 from loopml.errors.report import ErrorReport
+from loopml.groups import Rows, membership
 
 SLICE = {"shop": "s3", "channel": "web"}
 
@@ -51,8 +52,8 @@ def test_planted_slice_is_found_and_ranked_first(tmp_path: Path):
     project.train("linear")
     report = project.errors(label_issues=False)
     assert report.slices, "the planted slice should be reported"
-    top = [{(p["column"], str(p["value"])) for p in g.extra["slice"]["predicates"]
-            if p["kind"] == "eq"} for g in report.slices[:2]]
+    top = [{(p.column, str(p.value)) for p in g.definition.slice.predicates if p.kind == "eq"}
+           for g in report.slices[:2]]
     assert any({("shop", "s3"), ("channel", "web")} <= found for found in top), top
     best = report.slices[0]
     assert best.rate_inside > 3 * best.rate_outside
@@ -68,7 +69,7 @@ def test_no_slice_on_pure_noise(tmp_path: Path):
     assert report.n_errors > 100  # the model is at chance, errors everywhere...
     # ...and no group of features errs more than chance allows. Only the label can mark
     # a real slice (a model that leans to one class errs on the other).
-    columns = [{p["column"] for p in g.extra["slice"]["predicates"]} for g in report.slices]
+    columns = [{p.column for p in g.definition.slice.predicates} for g in report.slices]
     assert all("label" in c for c in columns), [g.name for g in report.slices]
 
 
@@ -79,13 +80,13 @@ def test_label_issues_find_planted_flips(tmp_path: Path):
     report = project.errors(folds=5)
     checked = set(project.split.ids("train")) | set(project.split.ids("val"))
     truth = {o for o, f in zip(frame["order"], flipped, strict=True) if f and o in checked}
-    found = {row["id"] for row in report.label_issues}
+    found = {issue.id for issue in report.label_issues}
     precision = len(found & truth) / max(1, len(found))
     recall = len(found & truth) / len(truth)
     assert precision >= 0.7, (precision, recall)
     assert recall >= 0.7, (precision, recall)
-    suspects = [e for e in report.errors if e["label_issue"]]
-    assert suspects and all(e["suggested_label"] == e["y_pred"] for e in suspects)
+    suspects = [e for e in report.errors if e.label_issue]
+    assert suspects and all(e.suggested_label == e.y_pred for e in suspects)
 
 
 def test_a_flexible_label_model_tells_a_weak_model_slice_from_wrong_labels(tmp_path: Path):
@@ -97,14 +98,14 @@ def test_a_flexible_label_model_tells_a_weak_model_slice_from_wrong_labels(tmp_p
     project.train("linear")
     own = project.errors()
     judged = project.errors(label_model="gbt")
-    assert own.label_check["model"] == "linear" and judged.label_check["model"] == "gbt"
+    assert own.label_check.model == "linear" and judged.label_check.model == "gbt"
     key = own.slices[0].key
     weak_own = next(g for g in own.slices if g.key == key)
     weak = next(g for g in judged.slices if g.key == key)
     assert weak_own.label_issues >= 0.5 * weak_own.n_errors
     assert weak.label_issues <= 0.2 * weak.n_errors, (weak.label_issues, weak.n_errors)
     truth = set(frame.loc[flipped, "order"])
-    found = {row["id"] for row in judged.label_issues}
+    found = {issue.id for issue in judged.label_issues}
     assert len(found & truth) / len(found) >= 0.6
 
 
@@ -172,11 +173,11 @@ def test_slices_are_rescored_on_later_runs(tmp_path: Path):
     key = first.slices[0].key
     project.train("gbt")
     second = project.errors(label_issues=False)
-    history = {h["key"]: h for h in second.history}
+    history = {h.key: h for h in second.history}
     assert key in history
-    runs = history[key]["runs"]
-    assert [r["run_id"] for r in runs] == [first.run_id, second.run_id]
-    assert runs[0]["rate"] == pytest.approx(first.slices[0].rate_inside)
+    runs = history[key].runs
+    assert [r.run_id for r in runs] == [first.run_id, second.run_id]
+    assert runs[0].rate == pytest.approx(first.slices[0].rate_inside)
     assert "Error rate of each slice" in project.latest_run().report_path.read_text()
 
 
@@ -184,8 +185,8 @@ def test_regression_lists_largest_residuals(tmp_path: Path, boston_parquet: Path
     project = Project.init(tmp_path / "boston", data=str(boston_parquet), target="medv")
     project.train("linear")
     report = project.errors()
-    assert report.label_check["checked"] is False
-    residuals = [abs(e["residual"]) for e in report.errors]
+    assert report.label_check.checked is False
+    residuals = [abs(e.residual) for e in report.errors]
     assert residuals == sorted(residuals, reverse=True)
     assert report.n_errors == pytest.approx(0.1 * report.n_val, abs=2)
     assert all(0 <= g.share <= 1 for g in report.traits)
@@ -299,11 +300,18 @@ def test_text_traits_and_clusters_name_the_sarcastic_topic(tmp_path: Path):
     assert report.clusters, report.notes
     words = " ".join(c.description for c in report.clusters)
     assert any(w in words for w in ("courier", "parcel", "delivery", "tracking")), words
-    assert report.errors and isinstance(report.errors[0]["features"]["review"], str)
+    assert report.errors and isinstance(report.errors[0].features["review"], str)
     # slices may name words: the top one points at the sarcastic topic too
     shipping = {f"word:{w}" for w in ("courier", "parcel", "delivery", "tracking")}
-    top = {p["column"] for p in report.slices[0].extra["slice"]["predicates"]}
+    top = {p.column for p in report.slices[0].definition.slice.predicates}
     assert top & shipping, report.slices[0].name
+    # word slices and MiniLM clusters travel: re-applied to the val rows from their
+    # stored definitions, they hold the rows the report counted
+    val = project.dataset.ids.intersection(project.split.ids("val"))
+    rows = Rows.of(project.dataset, val)
+    stored = project.groups()
+    for group in (report.slices[0], report.clusters[0]):
+        assert membership(stored[group.key], rows).sum() == group.size, group.name
 
 
 def test_image_folder_thumbnails(tmp_path: Path):
@@ -319,6 +327,6 @@ def test_image_folder_thumbnails(tmp_path: Path):
     project.train("linear", reg=3000.0)
     report = project.errors(label_issues=False, cluster_errors=False)
     assert report.modality == "image" and report.n_errors > 0
-    assert set(report.thumbnails) == {e["id"] for e in report.errors[:48]}
+    assert set(report.thumbnails) == {e.id for e in report.errors[:48]}
     assert all(t.startswith("data:image/png;base64,") for t in report.thumbnails.values())
     assert {"blurry", "thick_strokes"} <= {g.name for g in report.traits}

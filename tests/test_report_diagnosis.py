@@ -12,7 +12,6 @@ import pytest
 
 from loopml import Project
 from loopml.diagnose import Diagnosis, Reference, diagnose
-from loopml.diagnose.diagnosis import _finite
 from loopml.report import Report
 from loopml.report.diagnosis import add_diagnosis_section
 
@@ -23,7 +22,7 @@ FIGURE = 'class="plotly-graph-div"'
 
 def _as_json(d: Diagnosis) -> dict[str, Any]:
     """What ``diagnosis.json`` holds: the dict with NaN and infinity as null."""
-    return json.loads(json.dumps(_finite(d.to_dict())))
+    return json.loads(json.dumps(d.to_json()))
 
 
 def _diagnose(project: Project, iteration, **options):
@@ -46,7 +45,7 @@ def diagnosis(digits) -> dict[str, Any]:
     return _as_json(_diagnose(project, iteration, folds=3))
 
 
-def _written(tmp_path: Path, diagnosis: dict[str, Any]) -> tuple[str, int]:
+def _written(tmp_path: Path, diagnosis: Diagnosis | dict[str, Any]) -> tuple[str, int]:
     report = Report("digits", subtitle="diagnosis")
     section = add_diagnosis_section(report, diagnosis)
     html = report.write(tmp_path / "report.html").read_text(encoding="utf-8")
@@ -75,7 +74,7 @@ def test_section_shows_verdict_errors_curves_and_ranked_advice(tmp_path, diagnos
 def test_every_string_is_escaped(tmp_path, diagnosis) -> None:
     hostile = copy.deepcopy(diagnosis)
     hostile["baseline_note"] = HOSTILE
-    hostile["verdict_text"] = f"{HOSTILE}: {HOSTILE}"
+    hostile["baseline_source"] = HOSTILE  # free text from loopml.yaml
     hostile["advice"][0]["title"] = HOSTILE
     hostile["validation_curves"] = {HOSTILE: hostile["validation_curves"]["reg"]}
     html, n_figures = _written(tmp_path, hostile)
@@ -85,15 +84,22 @@ def test_every_string_is_escaped(tmp_path, diagnosis) -> None:
     # so a raw label would show here as \u003cscript; an escaped one as &lt;script
     assert "\\u003cscript" not in html
     assert "Validation curve: &lt;script&gt;x&lt;\\u002fscript&gt;" in html
-    assert "Verdict: &lt;script&gt;x&lt;\\u002fscript&gt;" in html
     assert n_figures == 3
+
+
+def test_a_verdict_the_report_does_not_know_fails_loudly(tmp_path, diagnosis) -> None:
+    wrong = {**diagnosis, "verdict": "none"}  # never drawn as "Verdict: none"
+    with pytest.raises(ValueError, match="'none' is not a valid Verdict"):
+        _written(tmp_path, wrong)
+    with pytest.raises(KeyError, match="verdict"):
+        _written(tmp_path, {k: v for k, v in diagnosis.items() if k != "verdict"})
 
 
 def test_section_renders_without_curves(tmp_path, digits) -> None:
     project, iteration = digits
     d = _diagnose(project, iteration, folds=3, curves=False)
-    assert d.learning_curve == {} and d.validation_curves == {}
-    for data in (_as_json(d), d.to_dict()):  # the JSON file, or the dict with NaN in it
+    assert d.learning_curve is None and d.validation_curves == {}
+    for data in (_as_json(d), d):  # the JSON file, or the typed diagnosis itself
         html, n_figures = _written(tmp_path, data)
         assert n_figures == html.count(FIGURE) == 1
         assert escape(d.verdict_text) in html

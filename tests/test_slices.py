@@ -241,3 +241,27 @@ def test_wide_numeric_table_is_searched_to_depth_three() -> None:
     planted = ((frame["px3"] > 0.85) & (frame["px40"] < -0.85)).to_numpy()
     search = find_slices(frame, _errors(rng, planted, base=0.05, high=0.9))
     assert {p.column for p in search.slices[0].slice.predicates} == {"px3", "px40"}
+
+
+def test_the_one_significance_module_matches_scipys_reference_tests() -> None:
+    """Slices, traits and clusters all ask loopml.errors.significance; its answers are
+    Fisher's exact test and Welch's t-test as scipy computes them from the rows."""
+    from scipy import stats
+
+    from loopml.errors.significance import bonferroni, mask_p_values
+
+    rng = np.random.default_rng(13)
+    groups = rng.random((6, 400)) < np.linspace(0.05, 0.5, 6)[:, None]
+    binary = (rng.random(400) < np.where(groups[2], 0.4, 0.1)).astype(float)
+    for mask, p in zip(groups, mask_p_values(binary, groups), strict=True):
+        e_in, e_out = binary[mask].sum(), binary[~mask].sum()
+        table = [[e_in, mask.sum() - e_in], [e_out, (~mask).sum() - e_out]]
+        assert p == pytest.approx(stats.fisher_exact(table, alternative="greater").pvalue,
+                                  rel=1e-9)
+    losses = rng.exponential(size=400) + np.where(groups[4], 0.5, 0.0)
+    for mask, p in zip(groups, mask_p_values(losses, groups), strict=True):
+        welch = stats.ttest_ind(losses[mask], losses[~mask], equal_var=False,
+                                alternative="greater")
+        assert p == pytest.approx(welch.pvalue, rel=1e-9)
+    assert mask_p_values(losses, groups)[4] < 1e-6 < mask_p_values(losses, groups)[0]
+    assert list(bonferroni(np.array([0.001, 0.2, 0.6]), 3)) == pytest.approx([0.003, 0.6, 1.0])

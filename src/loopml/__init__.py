@@ -1,7 +1,7 @@
 """loopml: the iterative loop of machine-learning development, on your own data."""
 
-from loopml.errors.traits import trait
 from loopml.exceptions import LoopmlError
+from loopml.groups import trait
 from loopml.project import Project
 
 __all__ = ["LoopmlError", "Project", "trait"]

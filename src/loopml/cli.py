@@ -358,5 +358,70 @@ def run(directory: Annotated[Path | None, typer.Argument(
     console.print(f"report: [bold]{result.report_path}[/]", soft_wrap=True)
 
 
+data_app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
+                       help="Where the examples come from; drop the examples an action added.")
+app.add_typer(data_app, name="data")
+
+
+def _group_option(ctx: typer.Context, name: str, value: Any, default: Any) -> Any:
+    """A sub-command's option, else the one given to ``loopml data``, else the default."""
+    if value is not None:
+        return value
+    given = (ctx.parent.obj or {}).get(name) if ctx.parent else None
+    return default if given is None else given
+
+
+@data_app.callback(invoke_without_command=True)
+def data(ctx: typer.Context, project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """List the sources of the examples (the data source, each action) per part."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"project": project, "as_json": as_json or None}
+        return
+    proj = _project(project)
+    sources = proj.data_sources()
+    versions = {"data_version": proj.dataset.version, "split_version": proj.split.version}
+    if as_json:
+        _emit({"sources": [s.to_dict() for s in sources], **versions})
+        return
+    table = Table(title=f"examples of {proj.scope.name}", title_justify="left")
+    for col in ("source", "origin", "target group", "created", "train", "val", "test",
+                "total"):
+        table.add_column(col, justify="right" if col in ("train", "val", "test", "total")
+                         else "left", no_wrap=True)
+    for s in sources:
+        table.add_row(s.name, str(s.origin), s.target_group or "", s.created or "",
+                      *(str(s.counts[p]) for p in ("train", "val", "test")), str(s.total))
+    console.print(table)
+    console.print(f"data {versions['data_version']}, split {versions['split_version']}")
+
+
+@data_app.command("drop")
+def data_drop(ctx: typer.Context,
+              action_id: Annotated[str, typer.Argument(help="the action's id (a unique prefix "
+                                                       "is enough; 'loopml data' lists them)")],
+              project: Annotated[Path | None, typer.Option("--project", "-p",
+                                                           help="project folder")] = None,
+              as_json: Annotated[bool | None, typer.Option(
+                  "--json", help="print one JSON document to stdout")] = None) -> None:
+    """Remove the examples one action added; the data returns to its version without them."""
+    proj = _project(_group_option(ctx, "project", project, Path(".")))
+    dropped = proj.drop_examples(action_id)
+    if _group_option(ctx, "as_json", as_json, False):
+        _emit(dropped.to_dict())
+        return
+    record = dropped.record
+    where = ", ".join(f"{n} {p}" for p, n in dropped.removed.items() if n) or "none placed"
+    console.print(f"dropped {record.action_id}: {sum(dropped.removed.values())} {record.origin} "
+                  f"example(s) ({where})")
+    back = ("back to the version before it" if dropped.restored else
+            f"the data had version {record.data_version} before the action; it changed since")
+    console.print(f"data {dropped.data_version_before} -> {dropped.data_version_after} ({back})"
+                  f"; split {dropped.split_version_before} -> {dropped.split_version_after}")
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -21,11 +21,11 @@ import pandas as pd
 from loopml.atomic import write_parquet_atomic, write_text_atomic
 from loopml.exceptions import LoopmlError
 from loopml.metrics import METRICS
+from loopml.track import MODEL_DIR
 
 ITERATION_FILE = "iteration.json"
 PREDICTIONS_FILE = "predictions.parquet"
 REPORT_FILE = "report.html"
-MODEL_DIR = "model"
 
 
 @dataclass
@@ -69,6 +69,16 @@ class Iteration:
         from loopml.track import load_model
 
         return load_model(self.model_path)
+
+    def packaged(self) -> Any:
+        """The model as a server uses it: input checked against its schema, probabilities out.
+
+        See :class:`loopml.models.packaged.PackagedModel`; the same object
+        ``mlflow.pyfunc.load_model(iteration.model_path)`` wraps.
+        """
+        from loopml.models.packaged import load
+
+        return load(self.model_path)
 
     def predictions(self) -> pd.DataFrame:
         return pd.read_parquet(self.folder / PREDICTIONS_FILE)

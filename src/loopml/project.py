@@ -15,17 +15,19 @@ from __future__ import annotations
 import re
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from loopml.atomic import locked
-from loopml.data.dataset import Dataset, load_dataset
-from loopml.data.split import Split, SplitUpdate
+from loopml.data.dataset import Dataset
+from loopml.data.load import load_dataset
+from loopml.data.provenance import ActionRecord, DataSource, ExampleDrop, Origin
+from loopml.data.split import PARTS, Split, SplitUpdate
 from loopml.exceptions import LoopmlError, RunNotFoundError, ScopeError
 from loopml.iteration import ITERATION_FILE, Iteration
 from loopml.metrics import DEFAULT_METRIC
@@ -44,9 +46,11 @@ from loopml.train import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from loopml.diagnose import Diagnosis
-    from loopml.errors.analysis import TraitSources
     from loopml.errors.report import ErrorReport
+    from loopml.groups import Group, Groups, Rows, TraitSources
 
 STATE_DIR = ".loopml"
 
@@ -119,6 +123,12 @@ class Project:
             raise ScopeError(str(exc).split("\n", 1)[-1].strip()) from None
         project = cls(root, scope)
         split = Split.compute(dataset, scope.split, seed=scope.seed)
+        if not force:  # examples loopml added to a kept .loopml/ keep their recorded part
+            from loopml.data.examples import join_examples
+
+            source, dataset = dataset, join_examples(dataset, project.state_dir)
+            if dataset is not source:
+                split = split.update(dataset)[0]
         root.mkdir(parents=True, exist_ok=True)
         if force and project.state_dir.exists():
             shutil.rmtree(project.state_dir)
@@ -135,8 +145,14 @@ class Project:
 
     @cached_property
     def dataset(self) -> Dataset:
+        """The source's examples plus the ones loopml added (``.loopml/examples/``)."""
         return load_dataset(self.scope.data, self.root, task=self.scope.task,
-                            name=self.scope.name)
+                            name=self.scope.name, state_dir=self.state_dir)
+
+    def _forget_data(self) -> None:
+        """Drop what was read from the data, so the next use reads it again."""
+        for name in ("dataset", "factory"):
+            self.__dict__.pop(name, None)
 
     @property
     def split(self) -> Split:
@@ -180,6 +196,61 @@ class Project:
         from loopml.console import console
 
         console.print(f"[yellow]data changed:[/] {update.describe()}", highlight=False)
+
+    # ------------------------------------------------------------ added examples
+
+    def add_examples(self, frame: pd.DataFrame, *, origin: Origin | str,
+                     parent_ids: Sequence[Any] | None = None, target_group: str | None = None,
+                     part: str | None = None, note: str = "") -> ActionRecord:
+        """Add examples made by an action (augment, synth, collect) with their provenance.
+
+        ``frame`` holds the dataset's feature columns and target (an image
+        column may hold pixel arrays, PIL images or files; they are stored as
+        PNGs under ``.loopml/examples/``). ``parent_ids`` names the train
+        example each row was derived from (required for augment). Augmented and
+        synthesized examples go to train, always; collected ones to ``part``
+        (default train). Every check runs before anything is written; the
+        split is updated in the same locked step.
+        """
+        from loopml.data.examples import LOCK_NAME, add_examples
+
+        with locked(self.state_dir, LOCK_NAME):
+            self._forget_data()
+            split = self._current_split()
+            record = add_examples(self.dataset, split, frame, state_dir=self.state_dir,
+                                  origin=origin, parent_ids=parent_ids,
+                                  target_group=target_group, part=part, note=note)
+            self._forget_data()
+            self.update_split()
+        return record
+
+    def drop_examples(self, action_id: str) -> ExampleDrop:
+        """Remove one action's examples (a unique prefix of its id is enough).
+
+        The data and the split return to exactly what they would be without
+        the action: when it was the last change, the version before it.
+        """
+        from loopml.data.examples import LOCK_NAME, drop_examples
+
+        with locked(self.state_dir, LOCK_NAME):
+            self._forget_data()
+            before, split_before = self.dataset, self._current_split()
+            record = drop_examples(before, action_id, state_dir=self.state_dir)
+            self._forget_data()
+            self.update_split()
+            after = self.split
+        provenance = before.provenance
+        gone = split_before.parts.reindex(
+            provenance.index[provenance["action_id"] == record.action_id])
+        return ExampleDrop(record, before.version, self.dataset.version, split_before.version,
+                           after.version, removed={p: int((gone == p).sum()) for p in PARTS})
+
+    def data_sources(self) -> list[DataSource]:
+        """Where the examples come from: the source, then each action, with counts per part."""
+        from loopml.data.examples import ExampleStore, data_sources
+
+        return data_sources(self.dataset, self._current_split(),
+                            ExampleStore(self.state_dir).records())
 
     @cached_property
     def factory(self) -> EstimatorFactory:
@@ -312,23 +383,23 @@ class Project:
         """Error analysis of a run's val predictions (default: the latest run).
 
         The ErrorReport is stored next to the run (``errors.json``), its counts on
-        the MLflow run, new slices in ``.loopml/errors/definitions.json``, and the
-        run's report gains an Error-analysis section.
+        the MLflow run, the groups it found or fitted (slices, clusters, built-in
+        trait cut-offs) in ``.loopml/groups/``, and the run's report gains an
+        Error-analysis section.
         """
         from loopml.errors.analysis import analyse_errors
-        from loopml.errors.history import Definitions
+        from loopml.groups import GroupStore
 
         iteration = self.get_run(run_id) if run_id else self.latest_run()
-        definitions = Definitions(self.state_dir)
+        store = GroupStore(self.state_dir)
         report = analyse_errors(iteration, self.dataset, self._current_split(),
                                 factory=self.factory, traits=self.trait_sources(),
-                                known_slices=definitions.load(), runs=self.runs(),
+                                groups=store.load(), runs=self.runs(),
                                 seed=self.scope.seed, label_issues=label_issues,
                                 label_model=label_model, folds=folds,
                                 cluster_errors=cluster_errors, max_depth=max_depth,
                                 n_jobs=n_jobs, progress=progress)
-        if report.slices:
-            definitions.add(report.slices, iteration.run_id)
+        store.add(report.groups_to_keep(), iteration.run_id)
         path = report.save(iteration.folder)
         ranked = report.ranked()
         top = ranked[0] if ranked else None
@@ -343,8 +414,9 @@ class Project:
 
     def trait_sources(self) -> TraitSources:
         """The user's traits: loopml.yaml's ``traits:``, traits.py's functions, the tags."""
-        from loopml.errors.analysis import TraitSources
-        from loopml.errors.traits import TagStore, load_trait_functions
+        from loopml.groups import TraitSources
+        from loopml.groups.tags import TagStore
+        from loopml.groups.traits import load_trait_functions
 
         scope = self.scope
         module = self.root / (scope.traits_module or "traits.py")
@@ -358,16 +430,47 @@ class Project:
 
     def tag(self, ids: list[str], trait: str, *, remove: bool = False) -> int:
         """Tag examples with a trait by hand (or untag them); returns how many changed."""
-        from loopml.errors.traits import TagStore
+        from loopml.groups.tags import TagStore
 
         known = self.dataset.ids.astype(str)
         return TagStore(self.state_dir).change([str(i) for i in ids], trait, known,
                                                remove=remove)
 
     def tags(self) -> dict[str, set[str]]:
-        from loopml.errors.traits import TagStore
+        from loopml.groups.tags import TagStore
 
         return TagStore(self.state_dir).by_trait()
+
+    def groups(self) -> Groups:
+        """Every group this project can apply to rows, by key.
+
+        The stored ones (``.loopml/groups/``: slices and clusters found by
+        ``errors``, built-in traits with their train cut-offs) and the user's
+        traits as they are now (loopml.yaml, traits.py, tags), which take the
+        place of a built-in trait of the same name.
+        """
+        from loopml.groups import GroupStore
+
+        stored = GroupStore(self.state_dir).load()
+        return stored.including(self.trait_sources().definitions())
+
+    def membership(self, group: str | Group, rows: pd.DataFrame | Rows) -> np.ndarray:
+        """Which of ``rows`` belong to ``group`` (a key of :meth:`groups`, or a Group).
+
+        ``rows`` is a frame with the data's columns (a pool of unlabelled rows,
+        logged requests; the id column, if present, gives the ids) or a
+        :class:`~loopml.groups.Rows` view. Returns one bool per row.
+
+        >>> pool = pd.read_csv("pool.csv")  # doctest: +SKIP
+        >>> pool[project.membership("slice:8148b3f89aca", pool)]  # doctest: +SKIP
+        """
+        from loopml.groups import Rows, membership
+
+        if isinstance(group, str):
+            group = self.groups().find(group)
+        if not isinstance(rows, Rows):
+            rows = Rows.from_frame(rows, like=self.dataset, id_column=self.scope.data.id_column)
+        return membership(group, rows)
 
     def latest_run(self) -> Iteration:
         runs = self.runs()

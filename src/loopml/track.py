@@ -4,14 +4,18 @@ Each iteration is an MLflow run in a SQLite store inside ``.loopml/`` (or on
 the server the scope's ``tracking_uri`` names). With the local store the
 experiment's artifact location is ``.loopml/runs``, so the files a run writes
 into its ``local_dir`` *are* its MLflow artifacts: nothing is copied twice.
-mlflow is imported only when a run is recorded or a model loaded, never by
-verbs that only read (``loopml runs``), because the import alone takes ~1.5 s.
+mlflow is imported only when a run is recorded or a model saved, never by
+verbs that only read (``loopml runs``) nor to load a model, because the import
+alone takes ~1.5 s.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +23,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loopml.atomic import replace_dir_atomic, write_text_atomic
 from loopml.exceptions import LoopmlError
 
+MODEL_DIR = "model"
 STORE_FILE = "mlflow.db"
 RUNS_DIR = "runs"
 
@@ -52,26 +58,51 @@ class TrackedRun:
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
     def save_model(self, estimator: Any, *, schema: dict) -> Path:
-        """Save the estimator as an MLflow model, with the schema a server validates against.
+        """Save the estimator as an MLflow model folder that predicts without the project.
 
+        The folder has two flavors: ``sklearn`` (``mlflow.sklearn.load_model``
+        returns the fitted Architecture) and ``python_function`` whose loader is
+        :mod:`loopml.models.packaged`, which validates a frame against
+        ``schema.json`` and answers the prediction with class probabilities. It
+        carries no MLflow input signature: MLflow's enforcement refuses the int64
+        columns a CSV of whole numbers gives, so we validate from the schema
+        ourselves, with messages that name the column.
+
+        The folder is written in a temporary sibling and renamed into place
+        (:func:`loopml.atomic.replace_dir_atomic`): a crash or an error mid-save
+        leaves the previous model folder, or none, never half of one.
         Requirements are given explicitly: MLflow's inference of them costs 5-10 s a run.
         """
         import mlflow.sklearn
-        from mlflow.models import ModelSignature
-        from mlflow.types import ColSpec, Schema
+        from mlflow.models import Model
 
-        path = self.local_dir / "model"
-        types = {"numeric": "double"}
-        signature = ModelSignature(inputs=Schema([
-            ColSpec(types.get(f["type"], "string"), f["name"], required=not f["nullable"])
-            for f in schema["features"]]))
-        mlflow.sklearn.save_model(estimator, path, serialization_format="cloudpickle",
-                                  pip_requirements=_requirements(estimator),
-                                  signature=signature)
-        import json
+        from loopml.models.packaged import MLMODEL_FILE, SCHEMA_FILE, ModelSchema
 
-        (path / "schema.json").write_text(json.dumps(schema, indent=2))
-        return path
+        ModelSchema.from_dict(schema)  # what we write must load again
+        target = self.local_dir / MODEL_DIR
+        build = Path(tempfile.mkdtemp(dir=self.local_dir, prefix=f".{MODEL_DIR}.",
+                                      suffix=".tmp"))
+        try:
+            os.chmod(build, 0o755)
+            mlflow.sklearn.save_model(
+                estimator, build, serialization_format="cloudpickle",
+                pip_requirements=_requirements(estimator),
+                mlflow_model=Model(artifact_path=MODEL_DIR, run_id=self.run_id))
+            _load_with_loopml(build / MLMODEL_FILE)
+            write_text_atomic(build / SCHEMA_FILE, json.dumps(schema, indent=2))
+            return replace_dir_atomic(build, target)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+
+
+def _load_with_loopml(mlmodel: Path) -> None:
+    """Point the pyfunc flavor at our loader; the sklearn flavor is left as MLflow wrote it."""
+    from mlflow.models import Model
+
+    model = Model.load(str(mlmodel))
+    model.flavors["python_function"]["loader_module"] = "loopml.models.packaged"
+    model.save(str(mlmodel))
 
 
 def _requirements(estimator: Any) -> list[str]:
@@ -167,8 +198,11 @@ class Tracker:
 
 
 def load_model(model_dir: Path) -> Any:
-    """Load an estimator saved by :meth:`TrackedRun.save_model`."""
-    import mlflow.sklearn
+    """The fitted estimator saved by :meth:`TrackedRun.save_model`.
 
-    _quiet_mlflow()
-    return mlflow.sklearn.load_model(str(model_dir))
+    Read through loopml's own loader, so verbs that only predict never import
+    mlflow; a folder that is missing or damaged is a LoopmlError that names it.
+    """
+    from loopml.models.packaged import load
+
+    return load(model_dir).estimator

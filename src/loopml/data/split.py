@@ -2,9 +2,11 @@
 
 It is computed once, stored by example id in ``.loopml/split.parquet``, and
 reused by every iteration, so candidates are always compared on the same
-examples. Examples that appear later (new data) are placed by a seeded hash
-of their id, so adding data never moves an old example from one part to
-another.
+examples. New rows of the source are placed by a seeded hash of their id, so
+adding data never moves an old example from one part to another; examples
+loopml added take the part their action recorded (train, always, for
+augmented and synthesized ones). The stored files depend only on the parts,
+so removing an action's examples writes them back byte for byte.
 """
 
 from __future__ import annotations
@@ -12,15 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from loopml.atomic import write_parquet_atomic, write_text_atomic
 from loopml.data.dataset import Dataset
+from loopml.data.sampling import holdout
 from loopml.exceptions import DataError
 from loopml.scope import SplitSpec
 
@@ -30,12 +32,17 @@ MIN_PER_CLASS = 3
 
 @dataclass(frozen=True)
 class SplitUpdate:
-    """What one update of the split did: ids placed and ids gone, per part."""
+    """What one update of the split did: ids placed and ids gone, per part.
+
+    ``added`` counts every new id; ``recorded`` the part of them that loopml
+    added (placed where their action said, not by hash).
+    """
 
     added: dict[str, int]
     removed: dict[str, int]
     version_before: str
     version_after: str
+    recorded: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -54,12 +61,16 @@ class SplitUpdate:
         def counts(by_part: dict[str, int]) -> str:
             return ", ".join(f"{n} {p}" for p, n in by_part.items() if n) or "none"
 
-        return (f"{self.n_added} new example(s) placed by id ({counts(self.added)}), "
+        n_recorded = sum(self.recorded.values())
+        by_action = (f", {n_recorded} of them added by loopml ({counts(self.recorded)})"
+                     if n_recorded else "")
+        return (f"{self.n_added} new example(s) placed ({counts(self.added)}){by_action}, "
                 f"{self.n_removed} gone ({counts(self.removed)}); old examples keep their "
                 f"part; split {self.version_before} -> {self.version_after}")
 
     def to_dict(self) -> dict:
         return {"added": dict(self.added), "removed": dict(self.removed),
+                "recorded": dict(self.recorded),
                 "version_before": self.version_before, "version_after": self.version_after}
 
 
@@ -104,37 +115,43 @@ class Split:
                 pool = ~np.isin(labels.astype(str), rare)
         rest_ids, rest_labels = ids[pool], None if labels is None else labels[pool].astype(str)
         held = spec.val + spec.test
-        _, held_ids, _, held_labels = train_test_split(
-            rest_ids, rest_ids if rest_labels is None else rest_labels, test_size=held,
-            random_state=seed, stratify=rest_labels)
+        _, held_ids = holdout(rest_ids, rest_labels, held, seed=seed)
         parts.loc[held_ids] = "val"
         if spec.test > 0:
-            _, test_ids = train_test_split(
-                held_ids, test_size=spec.test / held, random_state=seed,
-                stratify=held_labels if rest_labels is not None else None)
+            label_of = None if rest_labels is None else dict(zip(rest_ids, rest_labels,
+                                                                 strict=True))
+            held_labels = None if label_of is None else [label_of[i] for i in held_ids]
+            _, test_ids = holdout(held_ids, held_labels, spec.test / held, seed=seed)
             parts.loc[test_ids] = "test"
         return cls(parts, seed, fractions, dataset.version)
 
     def update(self, dataset: Dataset) -> tuple[Split, SplitUpdate]:
-        """Place new ids by a seeded hash, forget ids no longer in the data.
+        """Place new ids, forget ids no longer in the data.
 
-        Old ids keep their part. The returned :class:`SplitUpdate` says how
-        many ids went to each part and how many left, and the split's version
-        changes whenever either count is not zero.
+        New source ids are placed by a seeded hash of the id; ids loopml added
+        take the part their action recorded (``dataset.recorded_parts()``).
+        Every other id keeps its part, and ids follow the dataset's order, so
+        the same data always gives the same split. The returned
+        :class:`SplitUpdate` says how many ids went to each part and how many
+        left; the split's version changes whenever either count is not zero.
         """
+        recorded = dataset.recorded_parts()
         known = self.parts.index.intersection(dataset.ids)
         new = dataset.ids.difference(self.parts.index)
         gone = self.parts.index.difference(dataset.ids)
-        parts = self.parts.loc[known]
-        placed = pd.Series(self._place(new), index=new, name="part", dtype=object)
-        if len(new):
-            parts = pd.concat([parts, placed])
-        parts = parts.loc[dataset.ids]
+        by_hash = new.difference(recorded.index)
+        placed = pd.Series(self._place(by_hash), index=by_hash, name="part", dtype=object)
+        placed = pd.concat([placed, recorded.loc[new.intersection(recorded.index)]])
+        parts = pd.concat([self.parts.loc[known].astype(object), placed])
+        parts.loc[recorded.index] = recorded  # an added example never leaves its part
+        parts = parts.loc[dataset.ids].rename("part")
         updated = Split(parts, self.seed, self.fractions, dataset.version)
+        added_here = placed.loc[placed.index.intersection(recorded.index)]
         report = SplitUpdate(
             added={p: int((placed == p).sum()) for p in PARTS},
             removed={p: int((self.parts.loc[gone] == p).sum()) for p in PARTS},
-            version_before=self.version, version_after=updated.version)
+            version_before=self.version, version_after=updated.version,
+            recorded={p: int((added_here == p).sum()) for p in PARTS})
         return updated, report
 
     def _place(self, ids: pd.Index) -> list[str]:
@@ -150,7 +167,10 @@ class Split:
     def save(self, state_dir: Path) -> None:
         """Write both files atomically: a crash leaves the old split or the new one."""
         state_dir.mkdir(parents=True, exist_ok=True)
-        table = self.parts.rename("part").rename_axis("id").reset_index()
+        # Built from plain lists, so the bytes depend on the ids and parts alone
+        # (not on the dtypes the series happened to carry).
+        table = pd.DataFrame({"id": [str(i) for i in self.parts.index],
+                              "part": [str(p) for p in self.parts]})
         meta = {"seed": self.seed, "fractions": self.fractions,
                 "data_version": self.data_version, "version": self.version,
                 "counts": self.counts()}

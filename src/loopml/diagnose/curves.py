@@ -11,7 +11,7 @@ part is never touched.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from sklearn.base import clone
 from loopml.data.dataset import Dataset
 from loopml.data.sampling import fold_indices, subsample
 from loopml.data.split import Split
+from loopml.diagnose.evidence import CurveSetting, number, optional_number
 from loopml.exceptions import LoopmlError
 from loopml.metrics import METRICS
 from loopml.parallel import parallel_map
@@ -148,9 +149,47 @@ class CurvePoint:
     val_band: float
     folds: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"x": self.x, "train": self.train, "train_band": self.train_band,
                 "val": self.val, "val_band": self.val_band, "folds": self.folds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CurvePoint:
+        x = data["x"]  # a training size is stored as an int, a knob value as a float
+        return cls(x if isinstance(x, int) else float(x), number(data["train"]),
+                   number(data["train_band"]), number(data["val"]), number(data["val_band"]),
+                   int(data["folds"]))
+
+
+@dataclass
+class ValidationCurve:
+    """Val error against one knob, and where the iteration's own value sits on it.
+
+    ``best`` and ``best_error`` are the curve's lowest val error and its knob
+    value; they and ``setting`` are None when no point could be scored.
+    """
+
+    knob: str
+    points: list[CurvePoint]
+    current: float
+    current_error: float
+    best: float | None = None
+    best_error: float | None = None
+    setting: CurveSetting | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"knob": self.knob, "points": [p.to_dict() for p in self.points],
+                "current": self.current, "current_error": self.current_error,
+                "best": self.best, "best_error": self.best_error,
+                "setting": None if self.setting is None else str(self.setting)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValidationCurve:
+        setting = data["setting"]
+        return cls(str(data["knob"]), [CurvePoint.from_dict(p) for p in data["points"]],
+                   number(data["current"]), number(data["current_error"]),
+                   optional_number(data["best"]), optional_number(data["best_error"]),
+                   None if setting is None else CurveSetting(setting))
 
 
 def band(values: np.ndarray) -> float:

@@ -11,43 +11,42 @@ evidence supports.
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from loopml.atomic import write_text_atomic
-from loopml.data.dataset import Dataset
-from loopml.data.images import modality
-from loopml.data.split import Split
-from loopml.diagnose.advice import advise
-from loopml.diagnose.curves import Folds, Point, band, score_points, summarize
-from loopml.diagnose.learning import extrapolate
-from loopml.iteration import Iteration
-from loopml.metrics import METRICS
-from loopml.models.registry import EstimatorFactory, get_architecture
-from loopml.progress import Progress, counter
+from loopml.diagnose.curves import ValidationCurve
+from loopml.diagnose.evidence import Advice, Verdict, finite, number, optional_number
+from loopml.diagnose.learning import LearningCurve
+from loopml.exceptions import LoopmlError
 
 DIAGNOSIS_FILE = "diagnosis.json"
-LEARNING_FRACTIONS = (0.1, 0.25, 0.45, 0.7, 1.0)
-REFERENCES = ("linear", "gbt")
-RELATIVE_TOLERANCE = 0.15
 VERDICT_TEXT = {
-    "high_bias": "high bias: the model underfits; it does not reach the baseline even on "
-                 "its training data",
-    "high_variance": "high variance: the model overfits; it does much better on its "
-                     "training data than on new data",
-    "both": "high bias and high variance: it underfits and overfits at once",
-    "at_target": "at target: val error is within reach of the target",
+    Verdict.high_bias: "high bias: the model underfits; it does not reach the baseline even "
+                       "on its training data",
+    Verdict.high_variance: "high variance: the model overfits; it does much better on its "
+                           "training data than on new data",
+    Verdict.both: "high bias and high variance: it underfits and overfits at once",
+    Verdict.at_target: "at target: val error is within reach of the target",
 }
+_TEXT = ("run_id", "architecture", "metric", "modality", "baseline_source", "baseline_note",
+         "data_version", "split_version", "created")
+_COUNTS = ("folds", "n_train", "n_fits")
+_NUMBERS = ("baseline_error", "j_train", "j_train_band", "j_cv", "j_cv_band", "avoidable_bias",
+            "bias_band", "variance", "variance_band", "tolerance", "seconds")
 
 
 @dataclass
 class Diagnosis:
-    """Evidence and verdict for one iteration (attributes read like the recipe)."""
+    """Evidence and verdict for one iteration (attributes read like the recipe).
+
+    Left out, ``verdict`` is judged from the numbers (:func:`judge`) when the
+    Diagnosis is made; given (as a member or its string), it is kept.
+    """
 
     run_id: str
     architecture: str
@@ -69,16 +68,22 @@ class Diagnosis:
     variance: float
     variance_band: float
     tolerance: float
-    verdict: str = ""
-    verdict_text: str = ""
-    learning_curve: dict = field(default_factory=dict)
-    validation_curves: dict = field(default_factory=dict)
-    advice: list[dict] = field(default_factory=list)
+    verdict: Verdict | None = None
+    learning_curve: LearningCurve | None = None
+    validation_curves: dict[str, ValidationCurve] = field(default_factory=dict)
+    advice: list[Advice] = field(default_factory=list)
     data_version: str = ""
     split_version: str = ""
     created: str = ""
     seconds: float = 0.0
     n_fits: int = 0
+
+    def __post_init__(self) -> None:
+        self.verdict = judge(self) if self.verdict is None else Verdict(self.verdict)
+
+    @property
+    def verdict_text(self) -> str:
+        return VERDICT_TEXT[Verdict(self.verdict)]
 
     @property
     def reach_error(self) -> float:
@@ -91,19 +96,21 @@ class Diagnosis:
     @property
     def gain_from_doubling(self) -> float:
         """Expected fall in val error from twice this iteration's training data (NaN: unknown)."""
-        value = self.learning_curve.get("gain_from_doubling")
-        return float("nan") if value is None else float(value)
+        curve = self.learning_curve
+        return float("nan") if curve is None else curve.gain_from_doubling
 
     @property
     def more_data_helps(self) -> bool:
         gain = self.gain_from_doubling
         if np.isfinite(gain):
             return gain > self.tolerance
-        return not self.learning_curve.get("extrapolation", {}).get("flattened", True)
+        return self.learning_curve is not None and not self.learning_curve.extrapolation.flattened
 
     @property
     def learning_message(self) -> str:
-        message = self.learning_curve.get("extrapolation", {}).get("message", "not computed")
+        if self.learning_curve is None:
+            return "not computed"
+        message = self.learning_curve.extrapolation.message
         gain = self.gain_from_doubling
         if not np.isfinite(gain):
             return message
@@ -111,11 +118,47 @@ class Diagnosis:
                 f"examples should lower val error by about {gain:.4g}; {message}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain values (NaN kept), keyed as ``diagnosis.json`` is, with ``verdict_text``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "verdict":
+                out.update(verdict=str(value), verdict_text=self.verdict_text)
+            elif f.name == "learning_curve":
+                out[f.name] = {} if value is None else value.to_dict()
+            elif f.name == "validation_curves":
+                out[f.name] = {knob: curve.to_dict() for knob, curve in value.items()}
+            elif f.name == "advice":
+                out[f.name] = [item.to_dict() for item in value]
+            else:
+                out[f.name] = value
+        return out
 
     def to_json(self) -> dict[str, Any]:
-        """The dict with NaN and infinity as None, as JSON needs."""
-        return _finite(self.to_dict())
+        """:meth:`to_dict` with NaN and infinity as None, as JSON needs."""
+        return finite(self.to_dict())
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Diagnosis:
+        """The typed Diagnosis from :meth:`to_json`'s output (or a file of an older loopml).
+
+        Unknown keys are ignored; a missing key or an unknown verdict, action or
+        curve setting raises ``KeyError`` or ``ValueError``. Advice stored by a
+        loopml that did not record evidence numbers has none (``Evidence()``):
+        :func:`loopml.diagnose.advice.cited` recomputes them from the rules.
+        """
+        values: dict[str, Any] = {name: str(data[name]) for name in _TEXT}
+        values.update({name: int(data[name]) for name in _COUNTS})
+        values.update({name: number(data[name]) for name in _NUMBERS})
+        lc = data["learning_curve"]
+        d = cls(**values, baseline_estimated=bool(data["baseline_estimated"]),
+                target_error=optional_number(data["target_error"]),
+                verdict=Verdict(data["verdict"]),
+                learning_curve=LearningCurve.from_dict(lc) if lc else None,
+                validation_curves={str(k): ValidationCurve.from_dict(v)
+                                   for k, v in data["validation_curves"].items()})
+        d.advice = [Advice.from_dict(item) for item in data["advice"]]
+        return d
 
     def save(self, directory: Path) -> Path:
         return write_text_atomic(directory / DIAGNOSIS_FILE,
@@ -123,221 +166,31 @@ class Diagnosis:
 
     @classmethod
     def load(cls, directory: Path) -> Diagnosis | None:
-        path = directory / DIAGNOSIS_FILE
+        """The diagnosis stored in ``directory``, or None when there is none."""
+        path = Path(directory) / DIAGNOSIS_FILE
         if not path.exists():
             return None
-        return cls(**json.loads(path.read_text()))
+        hint = "run loopml diagnose on that run again to rewrite it"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LoopmlError(f"{path} is not readable: {exc}", hint=hint) from None
+        try:
+            return cls.from_json(data)
+        except KeyError as exc:
+            raise LoopmlError(f"{path} has no {exc.args[0]!r} key", hint=hint) from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise LoopmlError(f"{path} does not hold a diagnosis: {exc}", hint=hint) from None
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def judge(d: Diagnosis) -> str:
+def judge(d: Diagnosis) -> Verdict:
     """The verdict: at target first, then which gap is well above the tolerance."""
     if d.j_cv <= d.reach_error + d.tolerance:
-        return "at_target"
+        return Verdict.at_target
     bias = d.avoidable_bias > max(d.tolerance, d.bias_band)
     variance = d.variance > max(d.tolerance, d.variance_band)
     if bias and variance:
-        return "both"
+        return Verdict.both
     if bias or variance:
-        return "high_bias" if bias else "high_variance"
-    return "high_bias" if d.avoidable_bias >= d.variance else "high_variance"
-
-
-@dataclass
-class Sweep:
-    """The points a diagnosis needs, grouped by what they are for."""
-
-    base: list[Point]
-    learning: dict[int, list[Point]]
-    curves: dict[str, dict[float, list[Point]]]
-
-    def all(self) -> list[Point]:
-        points = list(self.base)
-        for group in self.learning.values():
-            points += group
-        for curve in self.curves.values():
-            for group in curve.values():
-                points += group
-        return list(dict.fromkeys(points))
-
-
-def plan(family: type, folds: Folds, n_train: int, *, curves: bool) -> Sweep:
-    k = range(folds.k)
-    base = [Point((), n_train, f) for f in k]
-    if not curves:
-        return Sweep(base, {}, {})
-    sizes = sorted({max(2, round(fr * folds.max_train)) for fr in LEARNING_FRACTIONS})
-    learning = {n: [Point((), n, f) for f in k] for n in sizes}
-    knobs = {"reg": family.reg_grid, "size": family.size_grid}
-    grids = {knob: {float(v): [Point(((knob, _knob_value(knob, v)),), n_train, f) for f in k]
-                    for v in values} for knob, values in knobs.items() if values}
-    return Sweep(base, learning, grids)
-
-
-def _knob_value(knob: str, value: float) -> float:
-    return int(value) if knob == "size" and float(value).is_integer() else float(value)
-
-
-def _validation_curve(knob: str, groups: dict[float, list[Point]], scores, current: float,
-                      current_error: float, tolerance: float) -> dict:
-    points = [summarize(scores, x, pts) for x, pts in sorted(groups.items())]
-    finite = [p for p in points if np.isfinite(p.val)]
-    out: dict[str, Any] = {"knob": knob, "points": [p.to_dict() for p in points],
-                           "current": float(current), "current_error": current_error,
-                           "best": None, "best_error": None, "setting": None}
-    if not finite:
-        return out
-    best = min(finite, key=lambda p: p.val)
-    out.update(best=best.x, best_error=best.val)
-    better = best.val < current_error - tolerance
-    if not better:
-        out["setting"] = "well set"
-    elif knob == "reg":
-        out["setting"] = "under-regularized" if best.x > current else "over-regularized"
-    else:
-        out["setting"] = "too small" if best.x > current else "too big"
-    return out
-
-
-@dataclass(frozen=True)
-class Reference:
-    """What the diagnosis measures against: the scope's baseline and target, if any."""
-
-    metric: str
-    baseline: float | None = None  # in metric units, from loopml.yaml
-    baseline_source: str = "human-level"
-    target_performance: float | None = None
-
-
-def _baseline(reference: Reference, factory: EstimatorFactory, dataset: Dataset, folds: Folds,
-              *, seed: int, n_jobs, ray_address, advance) -> tuple[float, str, bool, str, int]:
-    """The scope's baseline, or the best cheap model's cross-validated error."""
-    metric = METRICS[reference.metric]
-    if reference.baseline is not None:
-        value = reference.baseline
-        return (metric.error(value), reference.baseline_source, False,
-                f"from loopml.yaml: {metric.name} {value:g} ({reference.baseline_source})", 0)
-    best: tuple[float, str] | None = None
-    n_fits = 0
-    for name in REFERENCES:
-        if not factory.supports(name):
-            continue
-        estimator = factory.make(name, quiet=True)
-        points = [Point((), folds.max_train, f) for f in range(folds.k)]
-        scores = score_points(estimator, dataset, folds, points, metric=metric.name, seed=seed,
-                              n_jobs=n_jobs, ray_address=ray_address,
-                              on_done=lambda point, score: advance())
-        n_fits += len(points)
-        error = summarize(scores, 0, points).val
-        if np.isfinite(error) and (best is None or error < best[0]):
-            best = (error, name)
-    if best is None:
-        return float("nan"), "none", True, "no reference model could be fitted", n_fits
-    note = (f"no baseline in loopml.yaml, so loopml estimated one: the best cheap model "
-            f"({best[1]}, defaults, {folds.k}-fold val error {best[0]:.4g}). A cheap model "
-            "is a pessimistic stand-in for human-level error; set baseline: in loopml.yaml "
-            "for a sharper verdict")
-    return best[0], f"estimated ({best[1]})", True, note, n_fits
-
-
-def diagnose(iteration: Iteration, dataset: Dataset, split: Split, *,
-             factory: EstimatorFactory, reference: Reference, seed: int = 0, folds: int = 5,
-             curves: bool = True, n_jobs: int | None = None, ray_address: str | None = None,
-             progress: Progress | None = None) -> Diagnosis:
-    """Diagnose ``iteration`` on ``dataset`` and ``split`` (see the module docstring).
-
-    ``progress("fits", done, total)`` is called as the sweep's fits finish.
-    """
-    start = time.perf_counter()
-    metric = METRICS[reference.metric]
-    fold_set = Folds.make(dataset, split, k=folds, seed=seed)
-    n_train = min(iteration.n_train, fold_set.max_train)
-    family = get_architecture(iteration.architecture)
-    estimator = factory.like(iteration.architecture, iteration.params)
-    sweep = plan(family, fold_set, n_train, curves=curves)
-    n_refs = 0 if reference.baseline is not None else folds * sum(
-        factory.supports(r) for r in REFERENCES)
-    advance = counter(progress, "fits", n_refs + len(sweep.all()))
-    baseline, source, estimated, note, n_ref = _baseline(
-        reference, factory, dataset, fold_set, seed=seed, n_jobs=n_jobs,
-        ray_address=ray_address, advance=advance)
-    scores = score_points(estimator, dataset, fold_set, sweep.all(), metric=metric.name,
-                          seed=seed, n_jobs=n_jobs, ray_address=ray_address,
-                          on_done=lambda point, score: advance())
-    d = _assemble(scores, sweep, iteration, dataset, split, reference, baseline=baseline)
-    d.baseline_source, d.baseline_estimated, d.baseline_note = source, estimated, note
-    d.n_fits = n_ref + len(sweep.all())
-    if curves:
-        _add_curves(d, scores, sweep, fold_set, estimator, seed)
-    d.verdict = judge(d)
-    d.verdict_text = VERDICT_TEXT[d.verdict]
-    d.advice = [a.to_dict() for a in advise(d)]
-    d.seconds = round(time.perf_counter() - start, 3)
-    return d
-
-
-def _assemble(scores, sweep: Sweep, iteration: Iteration, dataset: Dataset, split: Split,
-              reference: Reference, *, baseline: float) -> Diagnosis:
-    metric = METRICS[reference.metric]
-    train = np.array([scores[p].train_error for p in sweep.base])
-    val = np.array([scores[p].val_error for p in sweep.base])
-    ok = np.isfinite(train) & np.isfinite(val)
-    train, val = train[ok], val[ok]
-    j_train, j_cv = float(train.mean()), float(val.mean())
-    target = reference.target_performance
-    target_error = None if target is None else metric.error(target)
-    scale = max(baseline if np.isfinite(baseline) else 0.0, j_cv)
-    floor = 0.005 if metric.upper == 1.0 else 0.0
-    bias_band = band(train - baseline) if np.isfinite(baseline) else float("nan")
-    var_band = band(val - train)
-    tolerance = max(RELATIVE_TOLERANCE * scale, floor)
-    return Diagnosis(
-        run_id=iteration.run_id, architecture=iteration.architecture, metric=metric.name,
-        modality=modality(dataset), folds=len(sweep.base), n_train=sweep.base[0].n_train,
-        baseline_error=baseline, baseline_source="", baseline_estimated=False,
-        baseline_note="", target_error=target_error, j_train=j_train,
-        j_train_band=band(train), j_cv=j_cv, j_cv_band=band(val),
-        avoidable_bias=j_train - baseline, bias_band=bias_band, variance=j_cv - j_train,
-        variance_band=var_band, tolerance=tolerance,
-        data_version=dataset.version, split_version=split.version,
-        created=datetime.now(UTC).isoformat(timespec="seconds"))
-
-
-def _doubling_gain(n: int, sizes: np.ndarray, errors: np.ndarray, fit) -> float:
-    """How much val error should fall if this iteration had twice its training data."""
-    if fit.fitted:
-        def law(x: float) -> float:
-            return fit.a * x ** -fit.b + fit.asymptote
-        return float(law(n) - law(2 * n))
-    ok = np.isfinite(errors)
-    if ok.sum() >= 2 and 2 * n <= sizes[ok].max():
-        return float(np.interp(n, sizes[ok], errors[ok]) - np.interp(2 * n, sizes[ok],
-                                                                     errors[ok]))
-    return float("nan")
-
-
-def _add_curves(d: Diagnosis, scores, sweep: Sweep, folds: Folds, estimator, seed: int
-                ) -> None:
-    points = [summarize(scores, n, pts) for n, pts in sorted(sweep.learning.items())]
-    sizes = np.array([p.x for p in points])
-    errors = np.array([p.val for p in points])
-    extrapolation = extrapolate(sizes, errors, target_error=d.reach_error,
-                                tolerance=d.tolerance, seed=seed)
-    gain = _doubling_gain(d.n_train, sizes, errors, extrapolation)
-    d.learning_curve = {"points": [p.to_dict() for p in points],
-                        "extrapolation": extrapolation.to_dict(), "max_train": folds.max_train,
-                        "gain_from_doubling": gain}
-    params = estimator.get_params()
-    for knob, groups in sweep.curves.items():
-        d.validation_curves[knob] = _validation_curve(knob, groups, scores, params[knob],
-                                                      d.j_cv, d.tolerance)
+        return Verdict.high_bias if bias else Verdict.high_variance
+    return Verdict.high_bias if d.avoidable_bias >= d.variance else Verdict.high_variance

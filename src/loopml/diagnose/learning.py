@@ -9,10 +9,15 @@ the fit's parameter uncertainty, or say that the target lies below ``c``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import curve_fit
+
+from loopml.diagnose.curves import CurvePoint
+from loopml.diagnose.evidence import number, optional_number
 
 DRAWS = 400
 
@@ -36,12 +41,59 @@ class Extrapolation:
     slope_per_doubling: float = float("nan")
     message: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"fitted": self.fitted, "a": self.a, "b": self.b, "asymptote": self.asymptote,
                 "target_error": self.target_error, "examples_needed": self.examples_needed,
                 "interval": list(self.interval) if self.interval else None,
                 "flattened": self.flattened, "slope_per_doubling": self.slope_per_doubling,
                 "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Extrapolation:
+        """Read :meth:`to_dict`'s JSON: a null count of examples needed is infinity.
+
+        (It is None only when nothing was asked: no fit, or no target error.)
+        """
+        fitted, target = bool(data["fitted"]), optional_number(data["target_error"])
+        needed = data["examples_needed"]
+        asked = fitted and target is not None
+        interval = data["interval"]
+        return cls(fitted, number(data["a"]), number(data["b"]), number(data["asymptote"]),
+                   target, _count(needed) if asked or needed is not None else None,
+                   None if interval is None else (_count(interval[0]), _count(interval[1])),
+                   bool(data["flattened"]), number(data["slope_per_doubling"]),
+                   str(data["message"]))
+
+
+def _count(value: Any) -> float:
+    """A count of examples; null, or NaN from percentiles of infinite draws, is infinity."""
+    return float("inf") if value is None or not np.isfinite(value) else float(value)
+
+
+@dataclass
+class LearningCurve:
+    """Val and train error against training-set size, and what more data would do.
+
+    ``gain_from_doubling`` is the expected fall in val error from twice the
+    iteration's training data (NaN: unknown); ``max_train`` the largest size
+    the folds allow.
+    """
+
+    points: list[CurvePoint]
+    extrapolation: Extrapolation
+    max_train: int
+    gain_from_doubling: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"points": [p.to_dict() for p in self.points],
+                "extrapolation": self.extrapolation.to_dict(), "max_train": self.max_train,
+                "gain_from_doubling": self.gain_from_doubling}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LearningCurve:
+        return cls([CurvePoint.from_dict(p) for p in data["points"]],
+                   Extrapolation.from_dict(data["extrapolation"]), int(data["max_train"]),
+                   number(data["gain_from_doubling"]))
 
 
 def _needed(a: float, b: float, c: float, target: float) -> float:
@@ -84,7 +136,7 @@ def extrapolate(sizes: np.ndarray, errors: np.ndarray, *, target_error: float | 
         needed = np.array([_needed(*d, target_error) for d in draws])
         with np.errstate(invalid="ignore"):  # draws beyond reach are infinite, on purpose
             low, high = np.percentile(needed, [10, 90])
-        out.interval = (float(low), float(high))
+        out.interval = (_count(low), _count(high))
     out.message = _message(out, sizes[-1])
     return out
 

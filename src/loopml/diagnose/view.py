@@ -9,9 +9,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from loopml.diagnose.diagnosis import Diagnosis
+from loopml.diagnose.evidence import Verdict
 
-COLOURS = {"high_bias": "yellow", "high_variance": "magenta", "both": "red",
-           "at_target": "green"}
+COLOURS = {Verdict.high_bias: "yellow", Verdict.high_variance: "magenta", Verdict.both: "red",
+           Verdict.at_target: "green"}
 
 
 def _pm(value: float, band: float | None) -> str:
@@ -23,7 +24,7 @@ def _pm(value: float, band: float | None) -> str:
 
 
 def show_diagnosis(d: Diagnosis, console: Console) -> None:
-    colour = COLOURS.get(d.verdict, "white")
+    colour = COLOURS[Verdict(d.verdict)]
     console.print(Panel(f"[bold {colour}]{d.verdict_text}[/]\n[dim]{d.baseline_note}[/]",
                         title=f"diagnosis of {d.architecture} {d.run_id[:8]} ({d.metric}, "
                               f"{d.folds}-fold, {d.n_fits} fits, {d.seconds:.0f}s)",
@@ -43,17 +44,17 @@ def show_diagnosis(d: Diagnosis, console: Console) -> None:
     for row in rows:
         numbers.add_row(*row)
     console.print(numbers)
-    if d.learning_curve:
+    if d.learning_curve is not None:
         console.print(f"[bold]learning curve:[/] {d.learning_message}")
     for knob, curve in d.validation_curves.items():
-        if curve.get("best") is not None:
-            console.print(f"[bold]{knob} curve:[/] {curve['setting']}: best val error "
-                          f"{curve['best_error']:.4g} at {knob}={curve['best']:.4g}, "
-                          f"{curve['current_error']:.4g} now at {curve['current']:.4g}")
+        if curve.best is not None and curve.best_error is not None:
+            console.print(f"[bold]{knob} curve:[/] {curve.setting}: best val error "
+                          f"{curve.best_error:.4g} at {knob}={curve.best:.4g}, "
+                          f"{curve.current_error:.4g} now at {curve.current:.4g}")
     advice = Table(title="what to try next", title_justify="left")
     advice.add_column("#", justify="right")
     advice.add_column("action")
     advice.add_column("why")
     for rank, item in enumerate(d.advice, 1):
-        advice.add_row(str(rank), item["title"], item["why"])
+        advice.add_row(str(rank), item.title, item.why)
     console.print(advice)

@@ -6,6 +6,11 @@ slices nobody named (SliceLine-style search over columns and traits, kept
 only when significant after correcting for every slice tried), cluster the
 errors of images and text in a pretrained encoder's space, and flag labels
 that look wrong, so a slice of bad labels is not mistaken for a weak model.
+
+Every group comes out as a definition (:mod:`loopml.groups`) that applies to
+any rows: built-in traits use cut-offs fitted on the train part once per
+project (kept in the group store and reused), clusters keep their encoder and
+centres, slices the traits their columns stand for.
 """
 
 from __future__ import annotations
@@ -13,78 +18,90 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from loopml.data.dataset import Dataset, plain_value
-from loopml.data.images import images_of, modality, text_of
+from loopml.data.images import images_of, modality
+from loopml.data.sampling import subsample
 from loopml.data.split import Split
-from loopml.errors import builtin
-from loopml.errors.history import merge_definitions, rescore
+from loopml.errors.history import rescore
 from loopml.errors.report import (
+    ErrorExample,
     ErrorReport,
+    GroupHistory,
     GroupStat,
+    LabelCheck,
+    LabelIssue,
     Scorer,
     confused_pairs,
     trait_p_values,
 )
 from loopml.errors.traits import Trait, compute_traits
+from loopml.exceptions import LoopmlError
+from loopml.groups import (
+    ClusterGroup,
+    Encoder,
+    Group,
+    GroupKind,
+    Groups,
+    Rows,
+    SliceGroup,
+    TraitSources,
+    fit_builtin_traits,
+    membership,
+)
+from loopml.groups.builtin import builtin_names
+from loopml.groups.rows import origin_column
+from loopml.groups.slice import WORD_PREFIX
 from loopml.iteration import Iteration
 from loopml.models.registry import EstimatorFactory
 from loopml.progress import Progress, no_progress
-from loopml.scope import TraitSpec
+
+__all__ = ["STEPS", "TraitSources", "analyse_errors"]
 
 MAX_LISTED = 200  # error examples kept in the report
 MAX_THUMBS = 48
+#: most train images the built-in image traits' cut-offs are measured on (a seeded sample)
+MAX_FIT_IMAGES = 5000
+#: train grown by more than this factor since the cut-offs were fitted: say so
+GROWTH_NOTE = 1.25
 #: the steps ``progress`` reports, in order
 STEPS = ("traits", "label issues", "slices", "embedding clusters", "history")
 
 
-@dataclass
-class TraitSources:
-    """The user's traits, gathered by the project: loopml.yaml, traits.py and tags."""
-
-    specs: list[TraitSpec] = field(default_factory=list)
-    functions: list[Callable] = field(default_factory=list)
-    function_file: Path | None = None
-    tags: dict[str, set[str]] = field(default_factory=dict)
-
-
 def analyse_errors(iteration: Iteration, dataset: Dataset, split: Split, *,
                    factory: EstimatorFactory, traits: TraitSources | None = None,
-                   known_slices: list[dict[str, Any]] | None = None,
-                   runs: list[Iteration] | None = None, seed: int = 0,
-                   label_issues: bool = True, label_model: str | None = None, folds: int = 5,
-                   cluster_errors: bool = True, max_depth: int = 3, n_jobs: int | None = None,
-                   progress: Progress | None = None) -> ErrorReport:
+                   groups: Groups | None = None, runs: list[Iteration] | None = None,
+                   seed: int = 0, label_issues: bool = True, label_model: str | None = None,
+                   folds: int = 5, cluster_errors: bool = True, max_depth: int = 3,
+                   n_jobs: int | None = None, progress: Progress | None = None) -> ErrorReport:
     """The ErrorReport of ``iteration`` on its val predictions (see the module doc).
 
-    ``known_slices`` are the slice definitions stored by earlier analyses;
-    the report's history re-scores them (with this run's new slices) on
-    ``runs``. Nothing is written: the caller stores the report and the new
-    definitions.
+    ``groups`` are the project's stored groups: built-in traits use the
+    cut-offs stored there (fitted on train now when there are none), and the
+    report's history re-scores the stored slices (with this run's new ones)
+    on ``runs``. Nothing is written: the caller stores the report and
+    :meth:`ErrorReport.groups_to_keep`.
     """
     report_step = progress or no_progress
     step = lambda name: report_step(name, STEPS.index(name), len(STEPS))  # noqa: E731
-    traits = traits or TraitSources()
+    traits, groups = traits or TraitSources(), groups if groups is not None else Groups()
     classes = list(dataset.classes)
     preds = iteration.predictions()
     val = preds[(preds["part"] == "val") & preds["id"].isin(dataset.ids.astype(str))]
     scorer = Scorer.from_predictions(val, dataset.task, iteration.metric, classes)
     ids = pd.Index(scorer.ids, name=dataset.ids.name)
     kind = modality(dataset)
-    frame = dataset.frame.loc[ids]
+    rows = Rows.of(dataset, ids, predictions=scorer.y_pred)
     notes: list[str] = []
-    lazy = _LazyInputs(dataset, ids, kind)
 
     step("traits")
-    found = _traits(dataset, split, traits, frame, lazy, kind)
+    builtin = _builtin_traits(dataset, split, groups, kind, seed=seed, notes=notes)
+    found = compute_traits(rows, [*traits.definitions(), *builtin])
     step("label issues")
     issues, check = _label_issues(dataset, split, iteration, scorer, classes, factory=factory,
                                   seed=seed, enabled=label_issues, label_model=label_model,
@@ -92,94 +109,67 @@ def analyse_errors(iteration: Iteration, dataset: Dataset, split: Split, *,
     flagged = scorer.ids.isin(issues.loc[issues["part"] == "val", "id"]) \
         if len(issues) else np.zeros(len(ids), bool)
     p_values = trait_p_values(scorer, [t.mask.to_numpy(dtype=bool) for t in found])
-    trait_stats = [scorer.group("trait", f"trait:{t.name}", t.name, t.description,
-                                t.mask.to_numpy(), label_issue=flagged, source=t.source,
-                                p_value=p)
+    trait_stats = [scorer.group(t.definition, t.mask.to_numpy(), label_issue=flagged, p_value=p)
                    for t, p in zip(found, p_values, strict=True)]
     pairs = confused_pairs(scorer, label_issue=flagged) if dataset.task == "classification" \
         else []
     step("slices")
-    slice_frame = _slice_frame(dataset, frame, found, kind)
-    slices = _slices(scorer, slice_frame, flagged, max_depth=max_depth) if scorer.is_error.any() \
-        else []
+    slice_frame, trait_columns = _slice_frame(rows, found, kind)
+    slices = _slices(scorer, slice_frame, trait_columns, flagged, max_depth=max_depth) \
+        if scorer.is_error.any() else []
     clusters: list[GroupStat] = []
     if cluster_errors and kind in ("image", "text") and scorer.is_error.any():
         step("embedding clusters")
-        clusters = _clusters(scorer, lazy, found, flagged, iteration.run_id, notes)
+        clusters = _clusters(scorer, rows, found, flagged, notes)
     report = ErrorReport(
         run_id=iteration.run_id, architecture=iteration.architecture, task=dataset.task,
         metric=iteration.metric, data_version=dataset.version,
         split_version=split.version,
         created=datetime.now(UTC).isoformat(timespec="seconds"), n_val=len(ids),
         n_errors=int(scorer.is_error.sum()), error=scorer.base_error,
-        errors=_error_rows(scorer, frame, dataset, found, issues),
+        errors=_error_rows(scorer, rows.frame, dataset, found, issues),
         traits=sorted(trait_stats, key=lambda g: (-g.ceiling, g.name)), pairs=pairs,
-        slices=slices, clusters=clusters, label_issues=issues.to_dict("records"),
+        slices=slices, clusters=clusters,
+        label_issues=[LabelIssue(**r) for r in issues.to_dict("records")],
         label_check=check, notes=notes, modality=kind)
     if kind == "image" and report.errors:
-        wanted = [e["id"] for e in report.errors[:MAX_THUMBS]]
-        wanted += [i for c in clusters for i in c.extra.get("examples", [])]
+        wanted = [e.id for e in report.errors[:MAX_THUMBS]]
+        wanted += [i for c in clusters for i in c.examples]
         report.thumbnails = _thumbnails(dataset, list(dict.fromkeys(wanted)))
     step("history")
-    stored = merge_definitions(known_slices or [], slices, iteration.run_id)
-    report.history = _history(runs or [iteration], report, stored, slice_frame, found, scorer,
-                              notes, classes)
+    report.history = _history(runs or [iteration], report, groups, rows, found, notes, classes)
     report_step("history", len(STEPS), len(STEPS))
     return report
 
 
-class _LazyInputs:
-    """Images, texts and their embeddings, computed at most once and only if asked."""
+def _builtin_traits(dataset: Dataset, split: Split, groups: Groups, kind: str, *, seed: int,
+                    notes: list[str]) -> list[Group]:
+    """The modality's built-in traits: as stored, or fitted on (a sample of) train now.
 
-    def __init__(self, dataset, ids: pd.Index, kind: str) -> None:
-        self.dataset, self.ids, self.kind = dataset, ids, kind
-        self._cache: dict[str, Any] = {}
-
-    def get(self, name: str) -> Any:
-        if name not in self._cache:
-            self._cache[name] = getattr(self, f"_{name}")()
-        return self._cache[name]
-
-    def _images(self) -> np.ndarray:
-        return images_of(self.dataset, self.ids)
-
-    def _texts(self) -> pd.Series:
-        return text_of(self.dataset, self.ids)
-
-    def _embeddings(self) -> np.ndarray:
-        from loopml.models.backbones import embed_images, embed_text
-
-        if self.kind == "image":
-            return embed_images(self.get("images"))
-        return embed_text(self.get("texts").tolist())
-
-    def inputs(self) -> dict[str, Callable[[], Any]]:
-        out: dict[str, Callable[[], Any]] = {}
-        if self.kind == "image":
-            out["images"] = lambda: self.get("images")
-        if self.kind == "text":
-            out["texts"] = lambda: self.get("texts")
-        return out
-
-
-def _traits(dataset: Dataset, split: Split, sources: TraitSources, frame: pd.DataFrame,
-            lazy: _LazyInputs, kind: str) -> list[Trait]:
-    if kind == "image":
-        found = builtin.image_traits(lazy.get("images"))
-    elif kind == "text":
-        found = builtin.text_traits(lazy.get("texts"))
-    else:
-        train = dataset.frame.loc[dataset.ids.intersection(split.ids("train"))]
-        found = builtin.tabular_traits(frame, train, dataset.features)
-    return compute_traits(frame, specs=sources.specs, functions=sources.functions,
-                          function_file=sources.function_file if sources.functions else None,
-                          tags=sources.tags, builtin=found, inputs=lazy.inputs())
+    Stored cut-offs are kept even when train has grown since, so a trait
+    means the same rows in every run and its history compares like with like;
+    the report says when train has grown by a quarter or more.
+    """
+    stored = {g.name: g for g in groups.builtin_traits(kind)}
+    train = dataset.ids.intersection(split.ids("train"))
+    would_fit = min(len(train), MAX_FIT_IMAGES) if kind == "image" else len(train)
+    if set(builtin_names(kind)) <= set(stored):
+        fitted_on = max((getattr(g, "n_fitted", 0) for g in stored.values()), default=0)
+        if fitted_on and would_fit > GROWTH_NOTE * fitted_on:
+            notes.append(f"built-in trait cut-offs were fitted on {fitted_on} train examples "
+                         f"and are kept (train has {len(train)} now), so each trait means "
+                         "the same rows in every run")
+        return [stored[name] for name in builtin_names(kind)]
+    if kind == "image" and len(train) > MAX_FIT_IMAGES:
+        labels = dataset.y(train) if dataset.task == "classification" else None
+        train = pd.Index(subsample(train, labels, MAX_FIT_IMAGES, seed=seed))
+    return [stored.get(g.name, g) for g in fit_builtin_traits(Rows.of(dataset, train))]
 
 
 def _label_issues(dataset: Dataset, split: Split, iteration: Iteration, scorer: Scorer,
                   classes: list, *, factory: EstimatorFactory, seed: int, enabled: bool,
                   label_model: str | None, folds: int, n_jobs: int | None
-                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
+                  ) -> tuple[pd.DataFrame, LabelCheck]:
     """Label issues from the run's own architecture, or from ``label_model``.
 
     A model that cannot represent a slice disagrees with its labels as firmly
@@ -188,10 +178,10 @@ def _label_issues(dataset: Dataset, split: Split, iteration: Iteration, scorer: 
     """
     empty = pd.DataFrame(columns=["id", "part", "given", "suggested", "quality"])
     if not enabled:
-        return empty, {"checked": False, "why": "turned off (--no-label-issues)"}
+        return empty, LabelCheck(checked=False, why="turned off (--no-label-issues)")
     if dataset.task != "classification" or scorer.proba is None:
-        return empty, {"checked": False, "why": "label issues need class probabilities "
-                       "(classification)"}
+        return empty, LabelCheck(checked=False, why="label issues need class probabilities "
+                                 "(classification)")
     from loopml.errors.labels import find_label_issues, out_of_fold_proba
 
     train = dataset.ids.intersection(split.ids("train"))
@@ -210,30 +200,37 @@ def _label_issues(dataset: Dataset, split: Split, iteration: Iteration, scorer: 
     found = find_label_issues(ids, labels, proba, classes)
     val_ids = set(scorer.ids)
     found.insert(1, "part", ["val" if i in val_ids else "train" for i in found["id"]])
-    check = {"checked": True, "n_checked": len(ids), "n_found": len(found), "folds": folds,
-             "model": label_model or iteration.architecture,
-             "method": "cleanlab confident learning (prune_by_noise_rate) on out-of-fold "
-                       "probabilities" + ("" if label_model else " for train and the run's "
-                                          "own val probabilities")}
+    check = LabelCheck(
+        checked=True, n_checked=len(ids), n_found=len(found), folds=folds,
+        model=label_model or iteration.architecture,
+        method="cleanlab confident learning (prune_by_noise_rate) on out-of-fold "
+               "probabilities" + ("" if label_model else " for train and the run's own val "
+                                  "probabilities"))
     return found, check
 
 
-def _slice_frame(dataset, frame: pd.DataFrame, traits: list[Trait], kind: str
-                 ) -> pd.DataFrame:
-    """Columns slices may name: features a person can read, metadata, the label, traits."""
+def _slice_frame(rows: Rows, traits: list[Trait], kind: str
+                 ) -> tuple[pd.DataFrame, dict[str, Group]]:
+    """Columns slices may name (readable features, metadata, the label, traits, words),
+    and the trait each trait column stands for."""
+    dataset = rows.like
     keep = [c for c, k in dataset.features.items()
             if k in ("numeric", "categorical") and kind != "image"]
     keep += [m for m in dataset.metadata if m not in keep]
-    out = frame[keep].copy()
-    target = frame[dataset.target]  # class labels are levels, never quantile bins
-    out[dataset.target] = target.astype(str) if dataset.task == "classification" else target
+    out = rows.frame[keep].copy()
+    out[dataset.target] = rows.readable(dataset.target)  # class labels: levels, never bins
+    origin = origin_column(dataset)
+    if origin in rows.frame.columns and rows.frame[origin].nunique() > 1:
+        out[origin] = rows.frame[origin]  # e.g. collected examples erring more than the rest
+    columns: dict[str, Group] = {}
     for t in traits:
         name = t.name if t.name not in out.columns else f"trait:{t.name}"
         out[name] = t.mask.to_numpy(dtype=bool)
+        columns[name] = t.definition
     if kind == "text":
-        for word, present in _frequent_words(text_of(dataset, frame.index)).items():
-            out[f"word:{word}"] = present
-    return out
+        for word, present in _frequent_words(rows.texts()).items():
+            out[f"{WORD_PREFIX}{word}"] = present
+    return out, columns
 
 
 def _frequent_words(texts: pd.Series, *, top: int = 50) -> dict[str, np.ndarray]:
@@ -250,8 +247,8 @@ def _frequent_words(texts: pd.Series, *, top: int = 50) -> dict[str, np.ndarray]
     return {w: dense[:, i] for i, w in enumerate(vectorizer.get_feature_names_out())}
 
 
-def _slices(scorer: Scorer, frame: pd.DataFrame, flagged: np.ndarray, *, max_depth: int
-            ) -> list[GroupStat]:
+def _slices(scorer: Scorer, frame: pd.DataFrame, trait_columns: dict[str, Group],
+            flagged: np.ndarray, *, max_depth: int) -> list[GroupStat]:
     from loopml.errors.slices import find_slices
 
     support = max(10, math.ceil(0.01 * len(frame)))
@@ -260,22 +257,24 @@ def _slices(scorer: Scorer, frame: pd.DataFrame, flagged: np.ndarray, *, max_dep
     search = find_slices(frame, scorer.loss, max_depth=max_depth, min_support=support, k=10)
     out = []
     for s in search.slices:
-        mask = s.slice.mask(frame)
-        text = s.slice.describe()
-        out.append(scorer.group("slice", f"slice:{s.slice.key}", text, text, mask,
-                                label_issue=flagged, p_value=s.p_value,
-                                extra={"slice": s.slice.to_dict(), "score": s.score,
-                                       "n_tried": search.n_tried}))
+        used = {p.column for p in s.slice.predicates}
+        definition = SliceGroup(s.slice, {c: g for c, g in trait_columns.items() if c in used})
+        out.append(scorer.group(definition, s.slice.mask(frame), label_issue=flagged,
+                                p_value=s.p_value, score=s.score, n_tried=search.n_tried))
     return out
 
 
-def _clusters(scorer: Scorer, lazy: _LazyInputs, traits: list[Trait], flagged: np.ndarray,
-              run_id: str, notes: list[str]) -> list[GroupStat]:
+def _clusters(scorer: Scorer, rows: Rows, traits: list[Trait], flagged: np.ndarray,
+              notes: list[str]) -> list[GroupStat]:
     from loopml.errors.clusters import find_clusters
-    from loopml.exceptions import LoopmlError
 
+    image = rows.modality == "image"
+    encoder = Encoder.EFFICIENTNET if image else Encoder.MINILM
     try:
-        vectors = lazy.get("embeddings")
+        from loopml.models.backbones import default_image_size
+
+        size = default_image_size(max(rows.images().shape[2:])) if image else None
+        vectors = rows.embeddings(str(encoder), size)
     except (LoopmlError, ImportError, OSError) as exc:
         notes.append(f"embedding clusters skipped: {exc}")
         return []
@@ -283,21 +282,19 @@ def _clusters(scorer: Scorer, lazy: _LazyInputs, traits: list[Trait], flagged: n
                              "predicted": scorer.y_pred.astype(str)})
     for t in traits:
         describe[t.name] = t.mask.to_numpy(dtype=bool)
-    texts = lazy.get("texts").tolist() if lazy.kind == "text" else None
-    found = find_clusters(vectors, scorer.loss, texts=texts, describe=describe)
+    texts = None if image else rows.texts().tolist()
     out = []
-    for c in found:
+    for c in find_clusters(vectors, scorer.loss, texts=texts, describe=describe):
         mask = np.zeros(len(scorer.ids), bool)
         mask[c.members] = True
-        out.append(scorer.group(
-            "cluster", f"cluster:{run_id[:8]}:{c.label}", f"cluster {c.label}",
-            "; ".join(c.description), mask, label_issue=flagged, p_value=c.p_value,
-            extra={"examples": [str(scorer.ids[i]) for i in c.examples]}))
+        definition = ClusterGroup.of(c.centres, c.label, encoder, size, "; ".join(c.description))
+        out.append(scorer.group(definition, mask, label_issue=flagged, p_value=c.p_value,
+                                examples=[str(scorer.ids[i]) for i in c.examples]))
     return out
 
 
-def _error_rows(scorer: Scorer, frame: pd.DataFrame, dataset, traits: list[Trait],
-                issues: pd.DataFrame) -> list[dict[str, Any]]:
+def _error_rows(scorer: Scorer, frame: pd.DataFrame, dataset: Dataset, traits: list[Trait],
+                issues: pd.DataFrame) -> list[ErrorExample]:
     where = np.flatnonzero(scorer.is_error)
     if scorer.proba is not None:
         cls_index = {c: i for i, c in enumerate(scorer.classes)}
@@ -311,40 +308,38 @@ def _error_rows(scorer: Scorer, frame: pd.DataFrame, dataset, traits: list[Trait
     shown = [c for c, k in dataset.features.items() if k != "numeric" or
              dataset.image_shape is None][:20] + list(dataset.metadata)
     suggested = dict(zip(issues["id"], issues["suggested"], strict=True)) if len(issues) else {}
-    rows = []
+    out = []
     for j in order[:MAX_LISTED]:
         i = where[j]
         id_ = str(scorer.ids[i])
         values = frame.iloc[i]
-        rows.append({
-            "id": id_, "y_true": plain_value(scorer.y_true[i]),
-            "y_pred": plain_value(scorer.y_pred[i]),
-            "confidence": _num(conf[j]), "p_true": _num(p_true[j]),
-            "residual": None if scorer.proba is not None or dataset.task != "regression"
+        out.append(ErrorExample(
+            id=id_, y_true=plain_value(scorer.y_true[i]), y_pred=plain_value(scorer.y_pred[i]),
+            confidence=_num(conf[j]), p_true=_num(p_true[j]),
+            residual=None if scorer.proba is not None or dataset.task != "regression"
             else float(scorer.y_pred[i] - scorer.y_true[i]),
-            "traits": [t.name for t in traits if bool(t.mask.iloc[i])],
-            "label_issue": id_ in suggested, "suggested_label": plain_value(suggested.get(id_)),
-            "features": {c: _short(values[c]) for c in shown if c in values.index}})
-    return rows
+            traits=[t.name for t in traits if bool(t.mask.iloc[i])],
+            label_issue=id_ in suggested, suggested_label=plain_value(suggested.get(id_)),
+            features={c: _short(values[c]) for c in shown if c in values.index}))
+    return out
 
 
-def _history(runs: list[Iteration], report: ErrorReport, stored: list[dict], slice_frame,
-             traits: list[Trait], scorer: Scorer, notes: list[str], classes: list
-             ) -> list[dict[str, Any]]:
-    from loopml.errors.slices import Slice
-
-    masks: dict[str, tuple[str, str, pd.Series]] = {}
-    for definition in stored:
+def _history(runs: list[Iteration], report: ErrorReport, groups: Groups, rows: Rows,
+             traits: list[Trait], notes: list[str], classes: list) -> list[GroupHistory]:
+    """Stored and new slices, and every trait, re-scored on each run's val predictions."""
+    by_name = {t.name: t.definition for t in traits}
+    slices = [g.with_traits(by_name) for g in groups.of_kind(GroupKind.SLICE)
+              if isinstance(g, SliceGroup)]
+    slices += [g.definition for g in report.slices if g.key not in groups]
+    masks: list[tuple[Group, pd.Series]] = []
+    for group in slices:
         try:
-            mask = Slice.from_dict(definition["slice"]).mask(slice_frame)
-        except Exception as exc:  # a column that is gone; keep going with the others
-            notes.append(f"stored slice '{definition['description']}' not re-scored: {exc}")
+            mask = membership(group, rows)
+        except (LoopmlError, ValueError, TypeError) as exc:  # a column that is gone
+            notes.append(f"stored slice '{group.name}' not re-scored: {exc}")
             continue
-        masks[definition["key"]] = ("slice", definition["description"],
-                                    pd.Series(mask, index=scorer.ids))
-    for t in traits:
-        masks[f"trait:{t.name}"] = ("trait", t.name, pd.Series(t.mask.to_numpy(),
-                                                                  index=scorer.ids))
+        masks.append((group, pd.Series(mask, index=rows.ids)))
+    masks += [(t.definition, t.mask) for t in traits]
     upto = next((i for i, r in enumerate(runs) if r.run_id == report.run_id), len(runs) - 1)
     return rescore(runs[: upto + 1], masks, task=report.task, metric=report.metric,
                    classes=classes)

@@ -13,8 +13,9 @@ that says it is not chance.
   [2, 30] and to ``n // min_size`` so an average cluster can be reported.
 - Test, per cluster of at least ``min_size`` rows, inside > outside
   (one-sided): Fisher's exact test on the 2x2 table when errors are 0/1,
-  Welch's t-test when they are continuous (regression losses). P-values are
-  Bonferroni-corrected for the number of clusters tested.
+  Welch's t-test when they are continuous (regression losses), both from
+  :mod:`loopml.errors.significance`. P-values are Bonferroni-corrected for
+  the number of clusters tested.
 - Order: by *excess errors*, ``errors - size * error_rate_outside``, the
   errors that would go away if the cluster erred like the rest of the data:
   the most a fix aimed at that cluster can gain. (Lift favours tiny clusters.)
@@ -42,10 +43,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import CountVectorizer
+
+from loopml.errors.significance import bonferroni, is_binary, mask_p_values
 
 #: KMeans restarts (fixed, so a seed gives one answer)
 N_INIT = 4
@@ -86,6 +88,9 @@ class Cluster:
     members: np.ndarray
     examples: list[int] = field(default_factory=list)
     description: list[str] = field(default_factory=list)
+    #: all k KMeans centres (unit-vector space): a row is in cluster ``label`` when
+    #: centre ``label`` is its nearest, which is how the members were assigned
+    centres: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def excess_errors(self) -> float:
@@ -163,22 +168,23 @@ def find_clusters(embeddings: np.ndarray, errors: np.ndarray, *,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         labels = model.fit_predict(vectors)
-    binary = bool(np.isin(errs, (0.0, 1.0)).all())
+    binary = is_binary(errs)
     tested = [c for c in range(k) if min_size <= np.sum(labels == c) < n]
+    raw = mask_p_values(errs, labels[None, :] == np.array(tested)[:, None]) if tested else []
     found = []
-    for c in tested:
+    for c, p_raw in zip(tested, raw, strict=True):
         inside = labels == c
         rate, rate_out = float(errs[inside].mean()), float(errs[~inside].mean())
         if rate <= rate_out:
             continue
-        p = min(1.0, _p_value(errs[inside], errs[~inside], binary) * len(tested))
+        p = bonferroni(float(p_raw), len(tested))
         if p < significance:
             members = np.flatnonzero(inside)
             found.append(Cluster(
                 label=int(c), size=len(members), errors=float(errs[inside].sum()),
                 error_rate=rate, error_rate_outside=rate_out, p_value=p, members=members,
                 examples=_examples(vectors, errs, members, model.cluster_centers_[c], rate_out,
-                                   binary)))
+                                   binary), centres=model.cluster_centers_))
     found.sort(key=lambda cl: (-cl.excess_errors, cl.p_value, cl.label))
     if found:
         _describe(found, labels, texts, describe)
@@ -195,20 +201,6 @@ def _n_clusters(vectors: np.ndarray, wanted: int | None, min_size: int) -> int:
         wanted = min(MAX_CLUSTERS, max(MIN_CLUSTERS, round(math.sqrt(n / 2))))
         wanted = max(MIN_CLUSTERS, min(wanted, n // max(min_size, 1)))
     return int(min(wanted, len(np.unique(vectors, axis=0))))
-
-
-def _p_value(inside: np.ndarray, outside: np.ndarray, binary: bool) -> float:
-    """One-sided p-value of 'errors are higher inside', before correction."""
-    if binary:
-        e_in, e_out = int(inside.sum()), int(outside.sum())
-        table = [[e_in, len(inside) - e_in], [e_out, len(outside) - e_out]]
-        return float(stats.fisher_exact(table, alternative="greater").pvalue)
-    if len(inside) < 2 or len(outside) < 2:
-        return 1.0
-    if inside.var() == 0 and outside.var() == 0:  # t undefined: constant on each side
-        return 0.0 if inside.mean() > outside.mean() else 1.0
-    p = stats.ttest_ind(inside, outside, equal_var=False, alternative="greater").pvalue
-    return 1.0 if np.isnan(p) else float(p)
 
 
 def _examples(vectors: np.ndarray, errs: np.ndarray, members: np.ndarray, centre: np.ndarray,

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from loopml.data.dataset import Dataset
+from loopml.data.sampling import fold_indices
 from loopml.parallel import parallel_map
 
 
@@ -30,11 +30,8 @@ def out_of_fold_proba(estimator: Any, dataset: Dataset, ids: pd.Index, classes: 
     gets probability 0 there.
     """
     y = dataset.y(ids)
-    _, counts = np.unique(y.astype(str), return_counts=True)
     k = max(2, min(folds, len(ids)))
-    splitter = (StratifiedKFold(k, shuffle=True, random_state=seed) if counts.min() >= k
-                else KFold(k, shuffle=True, random_state=seed))
-    pairs = list(splitter.split(np.zeros(len(ids)), y.astype(str)))
+    pairs = fold_indices(y, k, seed=seed)
     if "verbose" in estimator.get_params():
         estimator = clone(estimator).set_params(verbose=False)
 

@@ -7,12 +7,18 @@ against outside, and its *ceiling*: how far the run's error (in the scope
 metric) would fall if every error inside the group were fixed. Ceilings are
 computed by really fixing those predictions and re-scoring, so they are
 right for any metric, not only accuracy.
+
+The report is typed evidence: each group carries its definition (a
+:class:`loopml.groups.Group`, applicable to any rows), examples, label
+issues and history are dataclasses, and JSON appears only in
+:meth:`ErrorReport.to_dict` / :meth:`ErrorReport.load` (the shape of
+``errors.json`` and ``loopml errors --json`` is kept; ``definition`` is new).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,18 @@ import numpy as np
 import pandas as pd
 
 from loopml.atomic import write_text_atomic
-from loopml.data.dataset import plain_value
+from loopml.errors.significance import bonferroni, mask_p_values
+from loopml.exceptions import DataError
+from loopml.groups import (
+    Group,
+    GroupKind,
+    PairGroup,
+    Slice,
+    SliceGroup,
+    TraitGroup,
+    TraitSource,
+    group_from_dict,
+)
 from loopml.metrics import METRICS
 
 ERRORS_FILE = "errors.json"
@@ -29,10 +46,15 @@ ERRORS_FILE = "errors.json"
 
 @dataclass
 class GroupStat:
-    """One group of validation examples and what its errors weigh."""
+    """One group of validation examples, its typed definition, and what its errors weigh.
 
-    kind: str  # trait | pair | slice | cluster
-    key: str  # stable across iterations: "trait:blurry", "pair:3->8", "slice:<hash>"
+    ``definition`` applies the group to any rows
+    (:func:`loopml.groups.membership`); it is None only for traits and
+    clusters read from reports written before groups travelled.
+    """
+
+    kind: GroupKind
+    key: str  # stable across runs: "trait:blurry", "pair:3->8", "slice:<hash>"
     name: str
     description: str
     size: int
@@ -43,12 +65,59 @@ class GroupStat:
     ceiling: float  # drop in the metric's error if every error inside were fixed
     label_issues: int = 0  # val examples inside that cleanlab flags
     p_value: float | None = None
-    source: str | None = None  # for traits: scope | python | tag | builtin
-    extra: dict[str, Any] = field(default_factory=dict)
+    source: TraitSource | None = None  # for traits: scope | python | tag | builtin
+    definition: Group | None = None
+    score: float | None = None  # slices: the SliceLine score
+    n_tried: int | None = None  # slices: how many slices the search scored (the correction)
+    examples: list[str] = field(default_factory=list)  # clusters: typical erroneous ids
 
     @property
     def lift(self) -> float:
         return self.rate_inside / self.rate_outside if self.rate_outside > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON as reports have always had it (``extra`` included), plus ``definition``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in ("definition", "score", "n_tried", "examples")}
+        out["kind"] = str(self.kind)
+        out["source"] = None if self.source is None else str(self.source)
+        out["extra"] = self._extra()
+        out["definition"] = None if self.definition is None else self.definition.to_dict()
+        return out
+
+    def _extra(self) -> dict[str, Any]:
+        if isinstance(self.definition, SliceGroup):
+            return {"slice": self.definition.slice.to_dict(), "score": self.score,
+                    "n_tried": self.n_tried}
+        if isinstance(self.definition, PairGroup):
+            return {"true": self.definition.true, "predicted": self.definition.predicted}
+        if self.kind is GroupKind.CLUSTER:
+            return {"examples": list(self.examples)}
+        return {}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupStat:
+        """Read :meth:`to_dict`, or a group of a report written before ``definition``."""
+        data = dict(data)
+        extra = data.pop("extra", None) or {}
+        stored = data.pop("definition", None)
+        kind = GroupKind(data.pop("kind"))
+        source = data.pop("source", None)
+        definition = group_from_dict(stored) if stored else _legacy_definition(kind, extra)
+        known = {f.name for f in fields(cls)}
+        return cls(kind=kind, source=None if source is None else TraitSource(source),
+                   definition=definition, score=extra.get("score"),
+                   n_tried=extra.get("n_tried"), examples=list(extra.get("examples", [])),
+                   **{k: v for k, v in data.items() if k in known})
+
+
+def _legacy_definition(kind: GroupKind, extra: dict[str, Any]) -> Group | None:
+    """What an old report's ``extra`` defines: slices and pairs; traits and clusters: None."""
+    if kind is GroupKind.SLICE:
+        return SliceGroup(Slice.from_dict(extra["slice"]))
+    if kind is GroupKind.PAIR:
+        return PairGroup(extra["true"], extra["predicted"])
+    return None
 
 
 @dataclass
@@ -101,45 +170,46 @@ class Scorer:
         """The metric's error on val as predicted (every ceiling is measured from it)."""
         return self.error()
 
-    def group(self, kind: str, key: str, name: str, description: str, mask: np.ndarray,
-              *, label_issue: np.ndarray | None = None, **kw: Any) -> GroupStat:
+    def group(self, definition: Group, mask: np.ndarray, *,
+              label_issue: np.ndarray | None = None, p_value: float | None = None,
+              **found: Any) -> GroupStat:
+        """Measure the group ``definition`` whose val rows are ``mask``.
+
+        ``found`` holds what the finder knows besides: a slice's ``score``
+        and ``n_tried``, a cluster's ``examples``.
+        """
         mask = np.asarray(mask, dtype=bool)
         inside, outside = self.loss[mask], self.loss[~mask]
         total = self.loss.sum()
         fixed = mask & (self.loss > 0)
         return GroupStat(
-            kind=kind, key=key, name=name, description=description, size=int(mask.sum()),
+            kind=definition.kind, key=definition.key, name=definition.name,
+            description=definition.description, size=int(mask.sum()),
             n_errors=int((mask & self.is_error).sum()),
             share=float(inside.sum() / total) if total > 0 else 0.0,
             rate_inside=float(inside.mean()) if len(inside) else 0.0,
             rate_outside=float(outside.mean()) if len(outside) else 0.0,
             ceiling=float(self.base_error - self.error(fixed)) if fixed.any() else 0.0,
             label_issues=int((mask & label_issue).sum()) if label_issue is not None else 0,
-            **kw)
+            p_value=p_value, definition=definition,
+            source=definition.source if isinstance(definition, TraitGroup) else None, **found)
 
 
 def trait_p_values(scorer: Scorer, masks: list[np.ndarray]) -> list[float | None]:
     """One-sided p (errors more frequent inside than outside), Bonferroni over the traits.
 
-    Fisher's exact test for 0/1 errors, Welch's t-test for residual losses.
+    A trait with fewer than two rows inside or outside is not tested (None)
+    and does not count in the correction. The test is
+    :mod:`loopml.errors.significance`'s: Fisher's exact test for 0/1 errors,
+    Welch's t-test for residual losses.
     """
-    from scipy import stats
-
-    binary = scorer.proba is not None or set(np.unique(scorer.loss)) <= {0.0, 1.0}
-    total = int(scorer.loss.sum())
-    raw: list[float | None] = []
-    for mask in masks:
-        inside, outside = scorer.loss[mask], scorer.loss[~mask]
-        if len(inside) < 2 or len(outside) < 2:
-            raw.append(None)
-        elif binary:
-            k, n = int(inside.sum()), len(inside)
-            raw.append(float(stats.hypergeom.sf(k - 1, len(scorer.loss), total, n)))
-        else:
-            test = stats.ttest_ind(inside, outside, equal_var=False, alternative="greater")
-            raw.append(float(test.pvalue) if np.isfinite(test.pvalue) else None)
-    tested = sum(p is not None for p in raw)
-    return [None if p is None else min(1.0, p * tested) for p in raw]
+    if not masks:
+        return []
+    stacked = np.vstack([np.asarray(m, dtype=bool) for m in masks])
+    sizes = stacked.sum(axis=1)
+    tested = (sizes >= 2) & (len(scorer.loss) - sizes >= 2)
+    corrected = bonferroni(mask_p_values(scorer.loss, stacked), int(tested.sum()))
+    return [float(p) if ok else None for p, ok in zip(corrected, tested, strict=True)]
 
 
 def confused_pairs(scorer: Scorer, *, top: int = 10, label_issue: np.ndarray | None = None
@@ -152,8 +222,7 @@ def confused_pairs(scorer: Scorer, *, top: int = 10, label_issue: np.ndarray | N
     out = []
     for (a, b), _ in pairs.value_counts().head(top).items():
         mask = (scorer.y_true == a) & (scorer.y_pred == b)
-        stat = scorer.group("pair", f"pair:{a}->{b}", f"{a} → {b}",
-                            f"true {a}, predicted {b}", mask, label_issue=label_issue)
+        stat = scorer.group(PairGroup(a, b), mask, label_issue=label_issue)
         # the rates that matter for a pair: how often class a goes to b, against how
         # often the other classes (neither a nor b) do
         of_a = scorer.y_true == a
@@ -161,14 +230,93 @@ def confused_pairs(scorer: Scorer, *, top: int = 10, label_issue: np.ndarray | N
         stat.rate_inside = float(mask.sum() / of_a.sum())
         stat.rate_outside = float(((scorer.y_pred == b) & others).sum() / others.sum()) \
             if others.any() else float("nan")  # two classes: there are no others
-        stat.extra = {"true": plain_value(a), "predicted": plain_value(b)}
         out.append(stat)
     return out
 
 
+# ---------------------------------------------------------------- the other evidence
+
+
+@dataclass
+class ErrorExample:
+    """One misclassified (or worst-residual) val example, as the report lists it."""
+
+    id: str
+    y_true: Any
+    y_pred: Any
+    confidence: float | None  # the predicted class's probability (classification)
+    p_true: float | None  # the true class's probability
+    residual: float | None  # prediction - truth (regression)
+    traits: list[str]
+    label_issue: bool
+    suggested_label: Any
+    features: dict[str, Any]
+
+
+@dataclass
+class LabelIssue:
+    """A label the data argues against: cleanlab's suggestion and the label's quality."""
+
+    id: str
+    part: str  # train | val
+    given: Any
+    suggested: Any
+    quality: float  # self-confidence: the probability of the given label
+
+
+@dataclass
+class LabelCheck:
+    """How label issues were looked for, or why not."""
+
+    checked: bool
+    why: str | None = None  # when not checked
+    n_checked: int | None = None
+    n_found: int | None = None
+    folds: int | None = None
+    model: str | None = None
+    method: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class RunRate:
+    """A group's errors on one run's val predictions."""
+
+    run_id: str
+    architecture: str
+    created: str
+    size: int
+    n_errors: int
+    rate: float | None  # mean loss inside; None (NaN) when the run has none of its rows
+
+
+@dataclass
+class GroupHistory:
+    """A group re-scored on every run, oldest first: did the work on it pay off?"""
+
+    key: str
+    kind: GroupKind
+    name: str
+    runs: list[RunRate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": str(self.kind), "name": self.name,
+                "runs": [asdict(r) for r in self.runs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupHistory:
+        return cls(data["key"], GroupKind(data["kind"]), data["name"],
+                   [RunRate(**r) for r in data["runs"]])
+
+
+# ---------------------------------------------------------------- the report
+
+
 @dataclass
 class ErrorReport:
-    """Everything ``loopml errors`` found for one run, JSON-ready."""
+    """Everything ``loopml errors`` found for one run, typed; JSON at save/load only."""
 
     run_id: str
     architecture: str
@@ -180,14 +328,14 @@ class ErrorReport:
     n_val: int
     n_errors: int
     error: float  # the metric's error on val
-    errors: list[dict[str, Any]]  # the error examples, worst first
+    errors: list[ErrorExample]  # the error examples, worst first
     traits: list[GroupStat]
     pairs: list[GroupStat]
     slices: list[GroupStat]
     clusters: list[GroupStat]
-    label_issues: list[dict[str, Any]]  # "check these labels", worst first
-    label_check: dict[str, Any]  # how label issues were looked for (or why not)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    label_issues: list[LabelIssue]  # "check these labels", worst first
+    label_check: LabelCheck  # how label issues were looked for (or why not)
+    history: list[GroupHistory] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     thumbnails: dict[str, str] = field(default_factory=dict)  # id -> data: URI
     modality: str = "tabular"
@@ -197,14 +345,40 @@ class ErrorReport:
         """No errors to analyse: every val example predicted right."""
         return self.n_errors == 0
 
+    def groups(self) -> list[GroupStat]:
+        """Every group measured: traits, pairs, slices, clusters."""
+        return [*self.traits, *self.pairs, *self.slices, *self.clusters]
+
+    def group(self, key: str) -> GroupStat:
+        """The group ``key`` (KeyError if the report has none)."""
+        for g in self.groups():
+            if g.key == key:
+                return g
+        raise KeyError(key)
+
     def ranked(self) -> list[GroupStat]:
         """Every group with errors, biggest ceiling first: what to work on first."""
-        groups = [g for g in (*self.traits, *self.pairs, *self.slices, *self.clusters)
-                  if g.n_errors > 0]
+        groups = [g for g in self.groups() if g.n_errors > 0]
         return sorted(groups, key=lambda g: (-g.ceiling, -g.n_errors, g.key))
 
+    def groups_to_keep(self) -> list[Group]:
+        """The definitions a project stores for later runs and other stages.
+
+        Slices, clusters and built-in traits (their fitted cut-offs): what
+        cannot be rebuilt from the user's own files. Pairs are their key.
+        """
+        keep = [g.definition for g in (*self.slices, *self.clusters)]
+        keep += [g.definition for g in self.traits if g.source is TraitSource.BUILTIN]
+        return [d for d in keep if d is not None]
+
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for kind in ("traits", "pairs", "slices", "clusters"):
+            out[kind] = [g.to_dict() for g in out[kind]]
+        out["errors"] = [asdict(e) for e in self.errors]
+        out["label_issues"] = [asdict(i) for i in self.label_issues]
+        out["label_check"] = self.label_check.to_dict()
+        out["history"] = [h.to_dict() for h in self.history]
         out["ranked"] = [g.key for g in self.ranked()]
         return _json_ready(out)
 
@@ -213,15 +387,29 @@ class ErrorReport:
                                  json.dumps(self.to_dict(), indent=1))
 
     @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ErrorReport:
+        """Read :meth:`to_dict` (or ``loopml errors --json``), old reports included."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        for kind in ("traits", "pairs", "slices", "clusters"):
+            data[kind] = [GroupStat.from_dict(g) for g in data[kind]]
+        data["errors"] = [ErrorExample(**e) for e in data["errors"]]
+        data["label_issues"] = [LabelIssue(**i) for i in data["label_issues"]]
+        data["label_check"] = LabelCheck(**data["label_check"])
+        data["history"] = [GroupHistory.from_dict(h) for h in data.get("history", [])]
+        return cls(**data)
+
+    @classmethod
     def load(cls, directory: Path) -> ErrorReport | None:
         path = Path(directory) / ERRORS_FILE
         if not path.exists():
             return None
-        data = json.loads(path.read_text())
-        data.pop("ranked", None)
-        for kind in ("traits", "pairs", "slices", "clusters"):
-            data[kind] = [GroupStat(**g) for g in data[kind]]
-        return cls(**data)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+                DataError) as exc:
+            raise DataError(f"{path} is not a readable error report: {type(exc).__name__}: "
+                            f"{exc}", hint="run 'loopml errors' again for that run") from None
 
 
 def _json_ready(value: Any) -> Any:
@@ -230,7 +418,7 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_ready(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        return _json_ready(value.item())
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value

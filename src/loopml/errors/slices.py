@@ -19,6 +19,11 @@ combined code. Memory stays O(rows) per combination, and SliceLine's upper
 bound on a child's score (from its parents' sizes and error sums) skips whole
 combinations that cannot reach the current best scores.
 
+The definitions (:class:`Predicate`, :class:`Slice`) live in
+:mod:`loopml.groups.slice`, so other stages apply a found slice to new rows
+without importing the search; the tests live in
+:mod:`loopml.errors.significance`.
+
 Example
 -------
 >>> search = find_slices(frame, (pred != y).astype(float), k=5)  # doctest: +SKIP
@@ -29,170 +34,23 @@ Example
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from loopml.data.dataset import plain_value
-from loopml.exceptions import DataError
+from loopml.errors.significance import Totals, bonferroni, upper_tail_p
+from loopml.groups.slice import Predicate, Slice
 
-KINDS = ("eq", "range", "missing")
+__all__ = ["Predicate", "Slice", "SliceSearch", "SliceStat", "find_slices", "score_slice"]
+
 #: candidates kept during the search per slice asked for: the surplus absorbs
 #: the slices dropped at the end as insignificant or redundant
 _POOL_PER_SLICE = 20
-
-
-# ------------------------------------------------------------------ predicates
-
-
-def _number(value: float) -> str:
-    return f"{value:.6g}"
-
-
-@dataclass(frozen=True)
-class Predicate:
-    """One condition on one column.
-
-    Parameters
-    ----------
-    column : str
-        The column it reads.
-    kind : {"eq", "range", "missing"}
-        ``eq``: the column equals ``value`` (a categorical level, a numeric
-        level, or ``True`` for a boolean trait); ``range``: ``lo <= x < hi``,
-        either end may be None for an open end; ``missing``: the value is
-        missing (None or NaN).
-    value : str, int, float or bool, optional
-        The level, for ``eq``.
-    lo, hi : float, optional
-        The ends, for ``range``.
-    """
-
-    column: str
-    kind: str
-    value: object = None
-    lo: float | None = None
-    hi: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"Predicate kind must be one of {list(KINDS)}, "
-                             f"but it is {self.kind!r}.")
-        if self.kind == "eq" and self.value is None:
-            raise ValueError(f"An 'eq' predicate on {self.column!r} needs a value.")
-        if self.kind == "range" and self.lo is None and self.hi is None:
-            raise ValueError(f"A 'range' predicate on {self.column!r} needs lo or hi.")
-        for name in ("value", "lo", "hi"):
-            object.__setattr__(self, name, plain_value(getattr(self, name)))
-
-    def mask(self, frame: pd.DataFrame) -> np.ndarray:
-        """Which rows of ``frame`` it holds for, as a bool array of length ``len(frame)``.
-
-        Raises
-        ------
-        DataError
-            If ``frame`` has no such column, or a range predicate meets a
-            column that is not numeric.
-        """
-        if self.column not in frame.columns:
-            columns = [str(c) for c in frame.columns]
-            shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
-            raise DataError(f"The slice predicate '{self.describe()}' reads column "
-                            f"{self.column!r}, but the frame has no such column.",
-                            hint=f"the frame's columns are: {shown}")
-        series = frame[self.column]
-        if self.kind == "missing":
-            return series.isna().to_numpy(dtype=bool)
-        if self.kind == "eq":
-            return (series == self.value).to_numpy(dtype=bool, na_value=False)
-        try:
-            x = series.to_numpy(dtype=float, na_value=np.nan)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"The slice predicate '{self.describe()}' needs a numeric "
-                            f"column, but {self.column!r} holds {series.dtype}.") from exc
-        inside = ~np.isnan(x)
-        if self.lo is not None:
-            inside &= x >= self.lo
-        if self.hi is not None:
-            inside &= x < self.hi
-        return inside
-
-    def describe(self) -> str:
-        """Human text: ``island = Biscoe``, ``4.2 <= bill < 5.1``, ``age ≥ 60``."""
-        if self.kind == "missing":
-            return f"{self.column} is missing"
-        if self.kind == "eq":
-            if isinstance(self.value, bool):
-                return self.column if self.value else f"not {self.column}"
-            return f"{self.column} = {self.value}"
-        if self.lo is None:
-            return f"{self.column} < {_number(self.hi)}"
-        if self.hi is None:
-            return f"{self.column} ≥ {_number(self.lo)}"
-        return f"{_number(self.lo)} <= {self.column} < {_number(self.hi)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"column": self.column, "kind": self.kind}
-        if self.kind == "eq":
-            out["value"] = self.value
-        elif self.kind == "range":
-            out.update(lo=self.lo, hi=self.hi)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Predicate:
-        return cls(column=d["column"], kind=d["kind"], value=d.get("value"),
-                   lo=d.get("lo"), hi=d.get("hi"))
-
-
-def _canonical(predicate: Predicate) -> str:
-    return json.dumps(predicate.to_dict(), sort_keys=True)
-
-
-@dataclass(frozen=True)
-class Slice:
-    """The rows where all ``predicates`` hold.
-
-    The predicates are kept in a canonical order, so two slices built from the
-    same predicates in any order are equal and share a :attr:`key`.
-    """
-
-    predicates: tuple[Predicate, ...]
-
-    def __post_init__(self) -> None:
-        if not self.predicates:
-            raise ValueError("A slice needs at least one predicate.")
-        object.__setattr__(self, "predicates", tuple(sorted(self.predicates, key=_canonical)))
-
-    def mask(self, frame: pd.DataFrame) -> np.ndarray:
-        """Bool array of length ``len(frame)``: the AND of the predicates' masks."""
-        inside = np.ones(len(frame), dtype=bool)
-        for predicate in self.predicates:
-            inside &= predicate.mask(frame)
-        return inside
-
-    def describe(self) -> str:
-        return " AND ".join(p.describe() for p in self.predicates)
-
-    @property
-    def key(self) -> str:
-        """A stable id: 12 hex digits of the SHA-1 of the canonical JSON."""
-        text = json.dumps([p.to_dict() for p in self.predicates], sort_keys=True)
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"predicates": [p.to_dict() for p in self.predicates]}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Slice:
-        return cls(tuple(Predicate.from_dict(p) for p in d["predicates"]))
 
 
 @dataclass
@@ -348,12 +206,12 @@ def score_slice(slc: Slice, frame: pd.DataFrame, errors: np.ndarray, *,
     n, size = len(frame), int(inside.sum())
     total, err = float(errors.sum()), float(errors[inside].sum())
     sq = float((errors[inside] ** 2).sum())
-    totals = _Totals(n, total, float((errors**2).sum()), _is_binary(errors))
+    totals = Totals.of(errors)
     if size == 0:
         return SliceStat(slc, 0, 0.0, math.nan, total / n, -math.inf, 1.0)
     base = total / n
     score = _score(np.array([size]), np.array([err]), n, base, alpha)[0] if base > 0 else 0.0
-    p = _p_values(np.array([size]), np.array([err]), np.array([sq]), totals)[0]
+    p = upper_tail_p(np.array([size]), np.array([err]), np.array([sq]), totals)[0]
     outside = (total - err) / (n - size) if size < n else math.nan
     return SliceStat(slc, size, err, err / size, outside, float(score), float(p))
 
@@ -498,20 +356,6 @@ def _with_missing(codes: np.ndarray, missing: np.ndarray, predicates: list[Predi
 # ------------------------------------------------------------------ statistics
 
 
-@dataclass(frozen=True)
-class _Totals:
-    """What the tests need about all rows."""
-
-    n: int
-    total: float        # sum of errors
-    total_sq: float     # sum of squared errors
-    binary: bool
-
-
-def _is_binary(errors: np.ndarray) -> bool:
-    return bool(np.isin(errors, (0.0, 1.0)).all())
-
-
 def _score(size: np.ndarray, err: np.ndarray, n: int, base: float, alpha: float) -> np.ndarray:
     """SliceLine's score; -inf for empty slices."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -536,24 +380,6 @@ def _upper_bound(size_ub: np.ndarray, err_ub: np.ndarray, max_err: np.ndarray, n
                np.clip(turn, min_support, np.maximum(size_ub, min_support)), size_ub):
         best = np.maximum(best, _score(ss, np.minimum(err_ub, ss * max_err), n, base, alpha))
     return np.where(size_ub >= min_support, best, -np.inf)
-
-
-def _p_values(size: np.ndarray, err: np.ndarray, sq: np.ndarray, totals: _Totals) -> np.ndarray:
-    """One-sided p-values that each slice errs more than the rows outside it."""
-    if totals.binary:   # Fisher's exact test: the hypergeometric upper tail
-        return stats.hypergeom.sf(np.rint(err) - 1, totals.n, round(totals.total), size)
-    n_out = totals.n - size
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_in, mean_out = err / size, (totals.total - err) / n_out
-        var_in = np.maximum(sq - err * mean_in, 0) / (size - 1)
-        sq_out = totals.total_sq - sq - (totals.total - err) * mean_out
-        var_out = np.maximum(sq_out, 0) / (n_out - 1)
-        a, b = var_in / size, var_out / n_out
-        t = (mean_in - mean_out) / np.sqrt(a + b)
-        df = (a + b) ** 2 / (a**2 / (size - 1) + b**2 / (n_out - 1))
-        p = stats.t.sf(t, df)
-    p = np.where((a + b) == 0, np.where(mean_in > mean_out, 0.0, 1.0), p)
-    return np.where((size > 1) & (n_out > 1), p, 1.0)
 
 
 # ------------------------------------------------------------------ search
@@ -593,8 +419,7 @@ class _Search:
         self.errors, self.alpha, self.min_support = errors, alpha, min_support
         self.pool_size, self.significance = pool_size, significance
         self.max_depth = min(max_depth, len(self.columns))
-        self.totals = _Totals(len(errors), float(errors.sum()), float((errors**2).sum()),
-                              _is_binary(errors))
+        self.totals = Totals.of(errors)
         self.base = self.totals.total / self.totals.n
         self.squares = None if self.totals.binary else errors**2
         self.pool: list[_Candidate] = []
@@ -737,7 +562,7 @@ class _Search:
             return
         idx = np.nonzero(better)
         sq = err if sq is None else sq   # 0/1 errors: e**2 == e
-        p = _p_values(size[idx], err[idx], sq[idx], self.totals)
+        p = upper_tail_p(size[idx], err[idx], sq[idx], self.totals)
         # a loose gate (uncorrected): select() applies the corrected test, and for later
         # slices tests them against the rows the better slices leave unexplained
         for i in np.flatnonzero(p < self.significance):
@@ -765,7 +590,7 @@ class _Search:
         for cand in self.pool:
             inside = self._mask(cand)
             p = cand.p if not chosen else self._p_beyond(inside & ~covered, ~covered)
-            if p * self.n_tried >= self.significance:
+            if bonferroni(p, self.n_tried) >= self.significance:
                 continue
             if chosen and not self._scores_alone(inside & ~covered):
                 continue
@@ -778,11 +603,11 @@ class _Search:
     def _p_beyond(self, rows: np.ndarray, universe: np.ndarray) -> float:
         """One-sided p that ``rows`` err more than the rest of ``universe``."""
         errors = self.errors[universe]
-        totals = _Totals(n=int(universe.sum()), total=float(errors.sum()),
-                         total_sq=float((errors**2).sum()), binary=self.totals.binary)
+        totals = Totals(n=int(universe.sum()), total=float(errors.sum()),
+                        total_sq=float((errors**2).sum()), binary=self.totals.binary)
         picked = self.errors[rows]
-        p = _p_values(np.array([len(picked)]), np.array([picked.sum()]),
-                      np.array([(picked**2).sum()]), totals)
+        p = upper_tail_p(np.array([len(picked)]), np.array([picked.sum()]),
+                         np.array([(picked**2).sum()]), totals)
         return float(p[0])
 
     def _mask(self, cand: _Candidate) -> np.ndarray:
@@ -804,4 +629,4 @@ class _Search:
         n, total = self.totals.n, self.totals.total
         outside = (total - cand.err) / (n - cand.size) if cand.size < n else math.nan
         return SliceStat(Slice(predicates), cand.size, cand.err, cand.err / cand.size, outside,
-                         cand.score, min(1.0, p * self.n_tried))
+                         cand.score, bonferroni(p, self.n_tried))

@@ -6,13 +6,14 @@ from rich.console import Console
 from rich.table import Table
 
 from loopml.errors.report import ErrorReport, GroupStat
+from loopml.groups import GroupKind
 
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
 
 
-def _rate(value: float | None) -> str:
+def _rate(value: float | None) -> str:  # None or NaN: no rows to rate
     return "—" if value is None or value != value else f"{value:.3g}"
 
 
@@ -30,7 +31,7 @@ def _groups_table(title: str, groups: list[GroupStat], *, kind_column: bool) -> 
     for g in groups:
         cells = [g.name, str(g.n_errors), _pct(g.share), _rate(g.rate_inside),
                  _rate(g.rate_outside), f"{g.ceiling:.4f}", str(g.label_issues), _p(g.p_value)]
-        table.add_row(*([g.kind] if kind_column else []), *cells)
+        table.add_row(*([str(g.kind)] if kind_column else []), *cells)
     return table
 
 
@@ -56,19 +57,19 @@ def show_errors(report: ErrorReport, console: Console, *, top: int = 12) -> None
                       f"({g.rate_inside:.0%} vs {g.rate_outside:.0%}): {g.description}",
                       highlight=False)
     check = report.label_check
-    if not check.get("checked"):
-        console.print(f"[dim]label issues not checked: {check.get('why')}[/]")
+    if not check.checked:
+        console.print(f"[dim]label issues not checked: {check.why}[/]")
     elif report.label_issues:
         table = Table(title=f"check these labels ({len(report.label_issues)} of "
-                      f"{check.get('n_checked')})", title_justify="left")
+                      f"{check.n_checked})", title_justify="left")
         for name in ("id", "part", "given", "suggested", "quality"):
             table.add_column(name)
-        for row in report.label_issues[:top]:
-            table.add_row(str(row["id"]), row["part"], str(row["given"]),
-                          str(row["suggested"]), f"{row['quality']:.3f}")
+        for issue in report.label_issues[:top]:
+            table.add_row(str(issue.id), issue.part, str(issue.given), str(issue.suggested),
+                          f"{issue.quality:.3f}")
         console.print(table)
     else:
-        console.print(f"label issues: none among {check.get('n_checked')} examples")
+        console.print(f"label issues: none among {check.n_checked} examples")
     _show_history(report, console)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
@@ -76,16 +77,16 @@ def show_errors(report: ErrorReport, console: Console, *, top: int = 12) -> None
 
 def _show_history(report: ErrorReport, console: Console, *, runs: int = 5) -> None:
     """Each stored slice's error rate on the latest runs, so progress on it shows."""
-    tracked = [h for h in report.history if h["kind"] == "slice" and len(h["runs"]) > 1]
+    tracked = [h for h in report.history if h.kind is GroupKind.SLICE and len(h.runs) > 1]
     if not tracked:
         return
     table = Table(title="slices over runs (error rate inside)", title_justify="left")
     table.add_column("slice")
-    last = tracked[0]["runs"][-runs:]
+    last = tracked[0].runs[-runs:]
     for r in last:
-        table.add_column(f"{r['architecture']} {r['run_id'][:6]}", justify="right")
+        table.add_column(f"{r.architecture} {r.run_id[:6]}", justify="right")
     for h in tracked:
-        by_run = {r["run_id"]: r for r in h["runs"]}
-        cells = [by_run.get(r["run_id"]) for r in last]
-        table.add_row(h["name"], *[f"{c['rate']:.3g} ({c['size']})" if c else "" for c in cells])
+        by_run = {r.run_id: r for r in h.runs}
+        cells = [by_run.get(r.run_id) for r in last]
+        table.add_row(h.name, *[f"{_rate(c.rate)} ({c.size})" if c else "" for c in cells])
     console.print(table)

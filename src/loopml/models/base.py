@@ -20,8 +20,12 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils import ClassifierTags, RegressorTags
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from loopml.data.infer import infer_feature_type
 from loopml.models.features import table_preprocessor
@@ -63,12 +67,17 @@ class Architecture(BaseEstimator):
         """Fit preprocessing and model on (X, y).
 
         ``eval_set=(X_val, y_val)`` is used for early stopping by the families
-        that stop early; without it they hold out part of the training rows.
+        that stop early; without it they hold out a seeded share of the
+        training rows (loopml itself never passes its val part).
         """
         self._check_params()
-        X = self._as_frame(X)
-        y_enc = self._encode_target(np.asarray(y), fitting=True)
+        X = self._as_frame(X, fitting=True)
+        y = self._check_target(y, n_rows=len(X))
+        y_enc = self._encode_target(y, fitting=True)
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.feature_types_ = self._feature_types(X)
+        _refuse_infinity(X, self.feature_types_)
         self.preprocessor_ = self._make_preprocessor()
         Xt = self.preprocessor_.fit_transform(X[list(self.feature_types_)], y_enc)
         eval_t = None
@@ -80,19 +89,19 @@ class Architecture(BaseEstimator):
                 warnings.warn(f"{int((~keep).sum())} eval_set rows have classes unseen in "
                               "training; they are left out of early stopping", stacklevel=2)
             eval_t = (self._transform(self._as_frame(X_val))[keep], y_val_enc[keep])
-        self.n_features_in_ = X.shape[1]
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self._fit_model(Xt, y_enc, eval_t)
         return self
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "preprocessor_")
         if self.task == "classification":
             return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
         return np.asarray(self._predict_model(self._transform(self._as_frame(X))), dtype=float)
 
+    @available_if(lambda self: self.task == "classification")
     def predict_proba(self, X) -> np.ndarray:
-        if self.task != "classification":
-            raise AttributeError("predict_proba is only available for classification")
+        """Class probabilities, columns in the order of ``classes_`` (classification only)."""
+        check_is_fitted(self, "preprocessor_")
         return np.asarray(self._predict_proba_model(self._transform(self._as_frame(X))))
 
     def score(self, X, y) -> float:
@@ -105,6 +114,7 @@ class Architecture(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # numeric columns are imputed, with an indicator
         if self.task == "classification":
             tags.estimator_type = "classifier"
             tags.classifier_tags = ClassifierTags()
@@ -142,18 +152,66 @@ class Architecture(BaseEstimator):
         if self.reg is None or self.reg < 0:
             raise ValueError(f"reg must be >= 0, got {self.reg!r}")
 
-    def _as_frame(self, X) -> pd.DataFrame:
+    def _as_frame(self, X, *, fitting: bool = False) -> pd.DataFrame:
+        """X as a DataFrame with string column names, after the checks sklearn expects."""
+        if sp.issparse(X):
+            raise TypeError("Sparse data was passed for X, but dense data is required: "
+                            "loopml models take a table of typed columns (they build their "
+                            "own sparse TF-IDF features from text columns)")
         if isinstance(X, pd.DataFrame):
-            return X
+            frame = X if all(isinstance(c, str) for c in X.columns) else \
+                X.set_axis([str(c) for c in X.columns], axis=1)
+            return self._check_width(frame, fitting=fitting, by_name=True)
         arr = np.asarray(X)
         if arr.ndim != 2:
-            raise ValueError(f"X must be 2-dimensional, got shape {arr.shape}")
-        names = getattr(self, "feature_names_in_", None)
-        if names is not None and len(names) != arr.shape[1]:
-            raise ValueError(f"X has {arr.shape[1]} columns, but the model was fitted on "
-                             f"{len(names)}: {list(names)[:10]}")
-        columns = list(names) if names is not None else [f"x{i}" for i in range(arr.shape[1])]
-        return pd.DataFrame(arr, columns=columns)
+            raise ValueError(f"Expected a 2-dimensional table, got an array of shape "
+                             f"{arr.shape}. Reshape your data either using "
+                             "array.reshape(-1, 1) if it has a single feature or "
+                             "array.reshape(1, -1) if it contains a single sample.")
+        names = None if fitting else getattr(self, "feature_names_in_", None)
+        columns = list(names) if names is not None and len(names) == arr.shape[1] else \
+            [f"x{i}" for i in range(arr.shape[1])]
+        if arr.dtype == object:
+            _refuse_odd_objects(arr, columns)
+        frame = pd.DataFrame(arr, columns=columns)
+        return self._check_width(frame.infer_objects() if arr.dtype == object else frame,
+                                 fitting=fitting, by_name=False)
+
+    def _check_width(self, frame: pd.DataFrame, *, fitting: bool, by_name: bool
+                     ) -> pd.DataFrame:
+        """Refuse empty tables, and arrays whose width differs from the fitted one.
+
+        A DataFrame is read by column name (extra columns are fine, missing
+        ones are named by ``_transform``); a plain array only by position.
+        """
+        if frame.shape[1] == 0:
+            raise ValueError(f"Found array with 0 feature(s) (shape={frame.shape}) while a "
+                             "minimum of 1 is required.")
+        expected = getattr(self, "n_features_in_", None)
+        if not fitting and not by_name and expected is not None and \
+                frame.shape[1] != expected:
+            raise ValueError(f"X has {frame.shape[1]} features, but {type(self).__name__} "
+                             f"is expecting {expected} features as input.")
+        if fitting and len(frame) < 2:
+            raise ValueError(f"Found {len(frame)} sample(s) (n_samples = {len(frame)}); "
+                             "fitting needs at least 2.")
+        return frame
+
+    def _check_target(self, y, *, n_rows: int) -> np.ndarray:
+        y = column_or_1d(np.asarray(y), warn=True)
+        if len(y) != n_rows:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                             f"X has {n_rows} rows and y has {len(y)}")
+        if self.task == "classification":
+            check_classification_targets(y)
+            return y
+        try:
+            values = y.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("a regression target must be numeric") from None
+        if not np.isfinite(values).all():
+            raise ValueError("Input y contains NaN or infinity; drop those rows first.")
+        return values
 
     def _feature_types(self, X: pd.DataFrame) -> dict[str, str]:
         if self.features:
@@ -169,10 +227,35 @@ class Architecture(BaseEstimator):
         if fitting:
             self.classes_, encoded = np.unique(y, return_inverse=True)
             if len(self.classes_) < 2:
-                raise ValueError("classification needs at least two classes in y")
+                raise ValueError(f"y holds one class ({self.classes_[0]!r}); classification "
+                                 "needs at least two classes")
             return encoded
         index = {cls: i for i, cls in enumerate(self.classes_.tolist())}
         return np.array([index.get(v, -1) for v in y.tolist()], dtype=np.int64)
 
     def _transform(self, X: pd.DataFrame):
+        missing = [c for c in self.feature_types_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"X lacks the feature column(s) {missing} the model was fitted "
+                             f"on; it has {list(X.columns)[:20]}")
         return self.preprocessor_.transform(X[list(self.feature_types_)])
+
+
+def _refuse_odd_objects(arr: np.ndarray, columns: list[str]) -> None:
+    """An object array may hold strings, numbers and missing values, nothing else."""
+    for j, name in enumerate(columns):
+        for value in arr[:, j]:
+            if value is not None and not isinstance(value, str | int | float | bool | np.generic):
+                raise TypeError(f"argument must be a string or a number, not "
+                                f"'{type(value).__name__}' (column {name})")
+
+
+def _refuse_infinity(X: pd.DataFrame, feature_types: dict[str, str]) -> None:
+    """Missing values are imputed; an infinite one is a mistake to name, not to fit on."""
+    for name, kind in feature_types.items():
+        if kind == "numeric" and pd.api.types.is_numeric_dtype(X[name]):
+            values = X[name].to_numpy(dtype=float, na_value=np.nan)
+            if np.isinf(values).any():
+                raise ValueError(f"Input X contains infinity in column '{name}' "
+                                 f"({int(np.isinf(values).sum())} value(s)); replace them "
+                                 "with a number or leave them missing")

@@ -61,6 +61,7 @@ class LinearModel(Architecture):
             # the metrics say what that cost, a warning per fit says nothing more.
             warnings.filterwarnings("ignore", message=".*(converge|ConvergenceWarning).*")
             self.model_.fit(Xt, y)
+        self.n_iter_ = int(np.max(getattr(head, "n_iter_", None) or 1))
 
     def _expansion(self, n_columns: int) -> list:
         degree = int(self.size)

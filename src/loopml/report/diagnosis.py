@@ -1,7 +1,8 @@
 """The Diagnosis section of a report: verdict, bias and variance, curves, advice.
 
-It is built only from :meth:`Diagnosis.to_dict` (or the ``diagnosis.json``
-written from it, where NaN and infinity are null), so the section of any past
+It is built from a typed :class:`~loopml.diagnose.Diagnosis`, or from the
+``diagnosis.json`` written from one (read back with ``Diagnosis.from_json``,
+files of older loopml versions included), so the section of any past
 diagnosis can be redrawn without refitting anything. Every number is shown
 with its 95% band over folds where there is one: a gap smaller than its band
 is noise, and the reader should see that as clearly as the verdict does.
@@ -9,7 +10,7 @@ is noise, and the reader should see that as clearly as the verdict does.
 Example
 -------
 >>> report = Report("digits", subtitle="iteration 3")  # doctest: +SKIP
->>> add_diagnosis_section(report, json.loads(path.read_text()))  # doctest: +SKIP
+>>> add_diagnosis_section(report, Diagnosis.load(run_folder))  # doctest: +SKIP
 >>> report.write("report.html")  # doctest: +SKIP
 """
 
@@ -23,14 +24,16 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from loopml.diagnose import Advice, CurvePoint, Diagnosis, LearningCurve, ValidationCurve
+from loopml.diagnose.evidence import Verdict
 from loopml.report.html import FIGURE_LAYOUT, Report, Section, format_value
 
 # Same colours and layout as the iteration report, so train and val read alike everywhere.
 _COLORS = {"train": "#4c78a8", "val": "#f58518", "baseline": "#9da5b4", "target": "#54a24b",
            "extrapolation": "#f58518", "current": "#555555", "best": "#e0a800"}
 _RIBBONS = {"train": "rgba(76,120,168,0.18)", "val": "rgba(245,133,24,0.18)"}
-_VERDICT_COLORS = {"high_bias": "#b07d00", "high_variance": "#a63d86", "both": "#c0392b",
-                   "at_target": "#2e8b57"}
+_VERDICT_COLORS = {Verdict.high_bias: "#b07d00", Verdict.high_variance: "#a63d86",
+                   Verdict.both: "#c0392b", Verdict.at_target: "#2e8b57"}
 _LAYOUT: dict[str, Any] = {
     **FIGURE_LAYOUT,
     "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
@@ -41,33 +44,36 @@ _ERROR_AXIS = "error (lower is better)"
 _LABEL_BACKGROUND = "rgba(255,255,255,0.85)"  # a line's label stays readable over a bar
 
 
-def add_diagnosis_section(report: Report, diagnosis: Mapping[str, Any]) -> Section:
+def add_diagnosis_section(report: Report, diagnosis: Diagnosis | Mapping[str, Any]
+                          ) -> Section:
     """Add a "Diagnosis" section to ``report`` and return it.
 
     Parameters
     ----------
     report : Report
         The report to extend, usually an iteration's (see ``iteration_report``).
-    diagnosis : mapping
-        ``Diagnosis.to_dict()`` or the JSON written from it. Empty
-        ``learning_curve`` / ``validation_curves`` (a diagnosis run with curves
-        off) leave their figures out, with a note saying so.
+    diagnosis : Diagnosis or mapping
+        The diagnosis, or the JSON written from it (``Diagnosis.to_json()``, a
+        stored ``diagnosis.json``). A diagnosis run with curves off has no
+        learning or validation curves: their figures are left out, with a note
+        saying so. A mapping that is not a diagnosis raises ``KeyError`` or
+        ``ValueError`` naming what is missing.
     """
-    d = diagnosis
+    d = diagnosis if isinstance(diagnosis, Diagnosis) else Diagnosis.from_json(diagnosis)
     section = report.add_section(
         "Diagnosis",
         intro="Bias and variance against a baseline: avoidable bias = J_train − baseline, "
         "variance = J_cv − J_train, each with a 95% band over "
-        f"{format_value(d.get('folds'))} folds of train ∪ val (the test part is never used).",
+        f"{format_value(d.folds)} folds of train ∪ val (the test part is never used).",
     )
-    section.add_text(f"Verdict: {d.get('verdict_text') or d.get('verdict') or 'none'}.")
+    section.add_text(f"Verdict: {d.verdict_text}.")
     _add_baseline(section, d)
     section.add_figure(_errors_figure(d), caption="Bars are mean errors over folds; whiskers "
                        "are 95% bands (none where the band is unknown).")
     section.add_table(_error_rows(d), caption="Errors and gaps (95% bands over folds)")
     _add_learning_curve(section, d)
     _add_validation_curves(section, d)
-    _add_advice(section, d.get("advice") or [])
+    _add_advice(section, d.advice)
     return section
 
 
@@ -92,24 +98,24 @@ def _styled(fig: go.Figure, **layout: Any) -> go.Figure:
     return fig
 
 
-def _add_baseline(section: Section, d: Mapping[str, Any]) -> None:
+def _add_baseline(section: Section, d: Diagnosis) -> None:
     """Say where the baseline came from: an estimated one makes every verdict softer."""
-    note = str(d.get("baseline_note") or "no note").rstrip(".")
-    source = d.get("baseline_source") or "estimated"
-    label = f"Estimated baseline ({source})" if d.get("baseline_estimated") else "Baseline"
+    note = (d.baseline_note or "no note").rstrip(".")
+    source = d.baseline_source or "estimated"
+    label = f"Estimated baseline ({source})" if d.baseline_estimated else "Baseline"
     section.add_text(f"{label}: {note}.", note=True)
     section.add_facts({
-        "run id": d.get("run_id"), "architecture": d.get("architecture"),
-        "metric": d.get("metric"), "training examples": d.get("n_train"),
-        "folds": d.get("folds"), "fits": d.get("n_fits"), "seconds": d.get("seconds"),
+        "run id": d.run_id, "architecture": d.architecture, "metric": d.metric,
+        "training examples": d.n_train, "folds": d.folds, "fits": d.n_fits,
+        "seconds": d.seconds,
     })
 
 
-def _errors_figure(d: Mapping[str, Any]) -> go.Figure:
-    folds = format_value(d.get("folds"))
-    bars = [("baseline", d.get("baseline_error"), None, "baseline"),
-            ("J_train (train)", d.get("j_train"), d.get("j_train_band"), "train"),
-            (f"J_cv (val, {folds}-fold)", d.get("j_cv"), d.get("j_cv_band"), "val")]
+def _errors_figure(d: Diagnosis) -> go.Figure:
+    folds = format_value(d.folds)
+    bars = [("baseline", d.baseline_error, None, "baseline"),
+            ("J_train (train)", d.j_train, d.j_train_band, "train"),
+            (f"J_cv (val, {folds}-fold)", d.j_cv, d.j_cv_band, "val")]
     values = [_num(value) for _, value, _, _ in bars]
     bands = [_num(band) for _, _, band, _ in bars]
     labels = [f"{escape(label)}<br>{_pm(value, band)}"
@@ -121,38 +127,41 @@ def _errors_figure(d: Mapping[str, Any]) -> go.Figure:
                hovertemplate="%{x}<extra></extra>")
         for label, value, band, (*_, kind) in zip(labels, values, bands, bars, strict=True)
     ])
-    target = _num(d.get("target_error"))
+    target = _num(d.target_error)
     if target is not None:
         fig.add_hline(y=target, line_dash="dash", line_color=_COLORS["target"],
                       annotation_text=f"target error {format_value(target)}",
                       annotation_position="top left", annotation_bgcolor=_LABEL_BACKGROUND)
-    verdict = str(d.get("verdict_text") or d.get("verdict") or "no verdict").split(":")[0]
-    color = _VERDICT_COLORS.get(str(d.get("verdict")), "#1f2430")
+    verdict = d.verdict_text.split(":")[0]
+    color = _VERDICT_COLORS[Verdict(d.verdict)]
     return _styled(fig, height=380, showlegend=False, bargap=0.3, yaxis_title=_ERROR_AXIS,
                    title={"text": f"Verdict: {escape(verdict)}", "font": {"color": color}},
                    xaxis_type="category")
 
 
-def _error_rows(d: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = [("baseline", "baseline_error", None, str(d.get("baseline_source") or "")),
+def _error_rows(d: Diagnosis) -> list[dict[str, Any]]:
+    rows = [("baseline", "baseline_error", None, d.baseline_source),
             ("J_train", "j_train", "j_train_band", "train error, mean over folds"),
             ("J_cv", "j_cv", "j_cv_band", "val error on held-out folds"),
             ("avoidable bias", "avoidable_bias", "bias_band", "J_train − baseline"),
             ("variance", "variance", "variance_band", "J_cv − J_train"),
             ("tolerance", "tolerance", None, "a gap above this is 'well above'")]
-    if d.get("target_error") is not None:
+    if d.target_error is not None:
         rows.insert(1, ("target error", "target_error", None, "from loopml.yaml"))
-    return [{"quantity": name, "value": _num(d.get(key)),
-             "± 95% band": _num(d.get(band)) if band else None, "reads as": meaning}
+    return [{"quantity": name, "value": _num(getattr(d, key)),
+             "± 95% band": _num(getattr(d, band)) if band else None, "reads as": meaning}
             for name, key, band, meaning in rows]
 
 
-def _curve_traces(points: Sequence[Mapping[str, Any]], split: str) -> list[go.Scatter]:
+def _curve_traces(points: Sequence[CurvePoint], split: str) -> list[go.Scatter]:
     """A line and its band as a ribbon: not below 0, as no error is; pinched where unknown."""
-    rows = [p for p in points if _num(p.get("x")) is not None and _num(p.get(split)) is not None]
-    xs = [float(p["x"]) for p in rows]
-    ys = [float(p[split]) for p in rows]
-    bands = [_num(p.get(f"{split}_band")) or 0.0 for p in rows]
+    values = [(p.x, p.train, p.train_band) if split == "train" else (p.x, p.val, p.val_band)
+              for p in points]
+    rows = [(float(x), float(y), _num(b) or 0.0) for x, y, b in values
+            if _num(x) is not None and _num(y) is not None]
+    xs = [x for x, _, _ in rows]
+    ys = [y for _, y, _ in rows]
+    bands = [b for _, _, b in rows]
     ribbon = go.Scatter(
         x=xs + xs[::-1], y=[y + b for y, b in zip(ys, bands, strict=True)]
         + [max(y - b, min(y, 0.0)) for y, b in zip(ys[::-1], bands[::-1], strict=True)],
@@ -167,17 +176,16 @@ def _curve_traces(points: Sequence[Mapping[str, Any]], split: str) -> list[go.Sc
     return [ribbon, line]
 
 
-def _add_learning_curve(section: Section, d: Mapping[str, Any]) -> None:
-    curve = d.get("learning_curve") or {}
-    if not curve.get("points"):
+def _add_learning_curve(section: Section, d: Diagnosis) -> None:
+    curve = d.learning_curve
+    if curve is None or not curve.points:
         section.add_text("No learning curve: this diagnosis ran with curves off.", note=True)
         return
     section.add_figure(_learning_figure(d, curve), caption=(
         "Val and train error against training-set size (log scale), with 95% bands; the "
         "dashed line is the fitted power law e = a·n^(−b) + c carried past the largest size."))
-    extrapolation = curve.get("extrapolation") or {}
-    section.add_text(f"Learning curve: {extrapolation.get('message') or 'not extrapolated'}.")
-    gain, n = _num(curve.get("gain_from_doubling")), d.get("n_train")
+    section.add_text(f"Learning curve: {curve.extrapolation.message or 'not extrapolated'}.")
+    gain, n = _num(curve.gain_from_doubling), d.n_train
     if gain is None:
         section.add_text("The gain from doubling the training data could not be estimated.")
     else:
@@ -185,49 +193,46 @@ def _add_learning_curve(section: Section, d: Mapping[str, Any]) -> None:
                          f"lower val error by about {format_value(gain)}.")
 
 
-def _extrapolation(curve: Mapping[str, Any]) -> tuple[list[float], list[float]] | None:
+def _extrapolation(curve: LearningCurve) -> tuple[list[float], list[float]] | None:
     """The fitted power law from the largest size onward, or None when it was not fitted."""
-    fit = curve.get("extrapolation") or {}
-    a, b, c = _num(fit.get("a")), _num(fit.get("b")), _num(fit.get("asymptote"))
-    sizes = [x for x in (_num(p.get("x")) for p in curve["points"]) if x and x > 0]
-    if not fit.get("fitted") or None in (a, b, c) or not sizes:
+    fit = curve.extrapolation
+    a, b, c = _num(fit.a), _num(fit.b), _num(fit.asymptote)
+    sizes = [x for x in (_num(p.x) for p in curve.points) if x and x > 0]
+    if not fit.fitted or a is None or b is None or c is None or not sizes:
         return None
     start = max(sizes)
     end = start * _EXTEND
-    needed = _num(fit.get("examples_needed"))
+    needed = _num(fit.examples_needed)
     if needed is not None and end < needed <= start * _MAX_EXTEND:
         end = needed * 1.15
     xs = np.geomspace(start, end, 40)
     return xs.tolist(), (a * xs ** -b + c).tolist()
 
 
-def _learning_figure(d: Mapping[str, Any], curve: Mapping[str, Any]) -> go.Figure:
-    fig = go.Figure(_curve_traces(curve["points"], "train") + _curve_traces(curve["points"],
-                                                                            "val"))
+def _learning_figure(d: Diagnosis, curve: LearningCurve) -> go.Figure:
+    fig = go.Figure(_curve_traces(curve.points, "train") + _curve_traces(curve.points, "val"))
     end = _draw_extrapolation(fig, d, curve)
-    n_train = _num(d.get("n_train"))
+    n_train = _num(d.n_train)
     if n_train is not None and n_train > 0:
         _vline(fig, n_train, f"this iteration: {format_value(int(n_train))}", log=True,
                right=False)
-    sizes = [x for x in (_num(p.get("x")) for p in curve["points"]) if x]
+    sizes = [x for x in (_num(p.x) for p in curve.points) if x]
     ticks = _ticks(sizes + ([float(round(end))] if end else []))
-    reach = _num((curve.get("extrapolation") or {}).get("target_error"))
+    reach = _num(curve.extrapolation.target_error)
     return _styled(fig, height=440, title="Learning curve", yaxis_title=_ERROR_AXIS,
                    yaxis_range=_headroom(fig, reach),
                    xaxis={"type": "log", "title": {"text": "training examples (log scale)"},
                           **ticks})
 
 
-def _draw_extrapolation(fig: go.Figure, d: Mapping[str, Any], curve: Mapping[str, Any]
-                        ) -> float | None:
+def _draw_extrapolation(fig: go.Figure, d: Diagnosis, curve: LearningCurve) -> float | None:
     """The power law past the data, the error it aims at, and where it gets there.
 
     Returns the largest size drawn, or None when the curve was not fitted.
     """
-    fit = curve.get("extrapolation") or {}
-    reach = _num(fit.get("target_error"))
+    reach = _num(curve.extrapolation.target_error)
     if reach is not None:
-        name = "target error" if d.get("target_error") is not None else "baseline error"
+        name = "target error" if d.target_error is not None else "baseline error"
         fig.add_hline(y=reach, line_dash="dot", line_color=_COLORS["target"],
                       annotation_text=f"{name} {format_value(reach)}",
                       annotation_position="top right", annotation_bgcolor=_LABEL_BACKGROUND)
@@ -240,7 +245,7 @@ def _draw_extrapolation(fig: go.Figure, d: Mapping[str, Any], curve: Mapping[str
         line={"dash": "dash", "color": _COLORS["extrapolation"]},
         hovertemplate="extrapolated %{y:.4g} at %{x:.0f}<extra></extra>",
     ))
-    needed = _num(fit.get("examples_needed"))
+    needed = _num(curve.extrapolation.examples_needed)
     if reach is not None and needed is not None and xs[0] < needed <= xs[-1]:
         _marker(fig, needed, reach, "examples needed",
                 {"symbol": "x", "size": 11, "color": _COLORS["target"]})
@@ -275,26 +280,24 @@ def _vline(fig: go.Figure, x: float, text: str, *, log: bool, right: bool) -> No
                        font={"color": _COLORS["current"]})
 
 
-def _add_validation_curves(section: Section, d: Mapping[str, Any]) -> None:
-    curves = d.get("validation_curves") or {}
-    if not curves:
+def _add_validation_curves(section: Section, d: Diagnosis) -> None:
+    if not d.validation_curves:
         section.add_text("No validation curves: this diagnosis ran with curves off.", note=True)
         return
-    for knob, curve in curves.items():
-        if not curve.get("points"):
+    for knob, curve in d.validation_curves.items():
+        if not curve.points:
             section.add_text(f"The {knob} curve has no points.")
             continue
-        section.add_figure(_validation_figure(str(knob), curve), caption=_curve_caption(
-            str(knob), curve))
+        section.add_figure(_validation_figure(knob, curve), caption=_curve_caption(knob, curve))
 
 
-def _curve_caption(knob: str, curve: Mapping[str, Any]) -> str:
-    setting = curve.get("setting") or "not judged (no point could be scored)"
-    text = (f"{knob}: {setting}. Now {knob}={format_value(curve.get('current'))} with val "
-            f"error {format_value(_num(curve.get('current_error')))}")
-    if curve.get("best") is not None:
-        text += (f"; the best val error on the curve is {format_value(_num(curve['best_error']))}"
-                 f" at {knob}={format_value(curve['best'])}")
+def _curve_caption(knob: str, curve: ValidationCurve) -> str:
+    setting = curve.setting or "not judged (no point could be scored)"
+    text = (f"{knob}: {setting}. Now {knob}={format_value(curve.current)} with val "
+            f"error {format_value(_num(curve.current_error))}")
+    if curve.best is not None:
+        text += (f"; the best val error on the curve is {format_value(_num(curve.best_error))}"
+                 f" at {knob}={format_value(curve.best)}")
     return text + (". Bands are 95% over folds; the diamond and dotted line mark the current "
                    "value, the star the best.")
 
@@ -307,14 +310,14 @@ def _log_scale(knob: str, xs: Sequence[float]) -> bool:
     return len(positive) == len(xs) > 1 and max(positive) / min(positive) >= 8
 
 
-def _validation_figure(knob: str, curve: Mapping[str, Any]) -> go.Figure:
-    points = curve["points"]
+def _validation_figure(knob: str, curve: ValidationCurve) -> go.Figure:
+    points = curve.points
     fig = go.Figure(_curve_traces(points, "train") + _curve_traces(points, "val"))
-    xs = [x for x in (_num(p.get("x")) for p in points) if x is not None]
+    xs = [x for x in (_num(p.x) for p in points) if x is not None]
     log = _log_scale(knob, xs)
     label = escape(knob)
     current = _mark_current(fig, label, curve, xs, log=log)
-    _marker(fig, _num(curve.get("best")), _num(curve.get("best_error")), f"best {label}",
+    _marker(fig, _num(curve.best), _num(curve.best_error), f"best {label}",
             {"symbol": "star", "size": 16, "color": _COLORS["best"],
              "line": {"color": "#1f2430", "width": 1}})
     ticks = _ticks(xs + ([] if current is None else [current]))
@@ -332,10 +335,10 @@ def _marker(fig: go.Figure, x: float | None, y: float | None, name: str,
                                  "<extra></extra>"))
 
 
-def _mark_current(fig: go.Figure, label: str, curve: Mapping[str, Any], xs: list[float], *,
+def _mark_current(fig: go.Figure, label: str, curve: ValidationCurve, xs: list[float], *,
                   log: bool) -> float | None:
     """Mark the iteration's own value; return it when it has a place on the axis."""
-    current = _num(curve.get("current"))
+    current = _num(curve.current)
     if current is None:
         return None
     text = f"current {label}={escape(format_value(current))}"
@@ -343,7 +346,7 @@ def _mark_current(fig: go.Figure, label: str, curve: Mapping[str, Any], xs: list
         fig.add_annotation(text=f"{text} (left of the log scale)", xref="paper", yref="paper",
                            x=0, y=1, xanchor="left", yanchor="top", showarrow=False)
         return None
-    _marker(fig, current, _num(curve.get("current_error")), f"current {label}",
+    _marker(fig, current, _num(curve.current_error), f"current {label}",
             {"symbol": "diamond", "size": 11, "color": _COLORS["current"]})
     scale = np.log10 if log else float
     middle = (scale(min(xs)) + scale(max(xs))) / 2 if xs else scale(current)
@@ -351,10 +354,10 @@ def _mark_current(fig: go.Figure, label: str, curve: Mapping[str, Any], xs: list
     return current
 
 
-def _add_advice(section: Section, advice: Sequence[Mapping[str, Any]]) -> None:
+def _add_advice(section: Section, advice: Sequence[Advice]) -> None:
     if not advice:
         section.add_text("No advice: no rule applied to this diagnosis.")
         return
-    rows = [{"rank": rank, "action": item.get("title") or item.get("action"),
-             "why": item.get("why") or ""} for rank, item in enumerate(advice, 1)]
+    rows = [{"rank": rank, "action": item.title, "why": item.why}
+            for rank, item in enumerate(advice, 1)]
     section.add_table(rows, caption="What to try next, most promising first", highlight=[0])

@@ -9,14 +9,17 @@ fared over the iterations.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import plotly.graph_objects as go
 
-from loopml.errors.report import ErrorReport, GroupStat
+from loopml.errors.report import ErrorExample, ErrorReport, GroupStat
+from loopml.groups import GroupKind
 from loopml.report.html import FIGURE_LAYOUT, Report, Section, format_value
 
-_KIND_COLORS = {"trait": "#4c78a8", "pair": "#f58518", "slice": "#54a24b", "cluster": "#b279a2"}
+_KIND_COLORS = {GroupKind.TRAIT: "#4c78a8", GroupKind.PAIR: "#f58518",
+                GroupKind.SLICE: "#54a24b", GroupKind.CLUSTER: "#b279a2"}
 MAX_CARDS = 48
 
 
@@ -31,7 +34,7 @@ def add_errors_section(report: Report, errors: ErrorReport) -> Section:
     section.add_facts({"val examples": errors.n_val, "errors": errors.n_errors,
                        f"error ({errors.metric})": errors.error,
                        "label issues": len(errors.label_issues)
-                       if errors.label_check.get("checked") else "not checked"})
+                       if errors.label_check.checked else "not checked"})
     if errors.clean:
         section.add_text("No errors to analyse: every validation example is predicted right.")
         return section
@@ -56,7 +59,7 @@ def add_errors_section(report: Report, errors: ErrorReport) -> Section:
 
 
 def _group_row(g: GroupStat) -> dict[str, Any]:
-    return {"kind": g.kind, "group": g.name, "examples": g.size, "errors": g.n_errors,
+    return {"kind": str(g.kind), "group": g.name, "examples": g.size, "errors": g.n_errors,
             "share of error": g.share, "rate inside": g.rate_inside,
             "rate outside": g.rate_outside, "ceiling": g.ceiling,
             "label issues": g.label_issues, "p (corrected)": g.p_value}
@@ -71,7 +74,7 @@ def _ceiling_figure(groups: list[GroupStat]) -> go.Figure:
             continue
         fig.add_bar(
             y=[f"{g.kind}: {g.name}"[:60] for g in rows], x=[g.ceiling for g in rows],
-            orientation="h", name=kind, marker_color=color,
+            orientation="h", name=str(kind), marker_color=color,
             customdata=[[g.n_errors, g.share, g.rate_inside, g.rate_outside] for g in rows],
             hovertemplate="%{y}<br>ceiling %{x:.4f}<br>errors %{customdata[0]} "
             "(%{customdata[1]:.0%} of all)<br>rate inside %{customdata[2]:.3f} vs "
@@ -85,29 +88,28 @@ def _ceiling_figure(groups: list[GroupStat]) -> go.Figure:
 
 
 def _cards(errors: ErrorReport) -> list[dict[str, Any]]:
-    cards = []
-    for e in errors.errors[:MAX_CARDS]:
-        lines = []
-        if e.get("confidence") is not None:
-            lines.append(f"confidence {e['confidence']:.2f}, p(true) "
-                         f"{format_value(e.get('p_true'))}")
-        if e.get("residual") is not None:
-            lines.append(f"residual {format_value(e['residual'])}")
-        if e.get("traits"):
-            lines.append("traits: " + ", ".join(e["traits"]))
-        if e.get("label_issue"):
-            lines.append(f"label suspect: maybe {e.get('suggested_label')}")
-        features = e.get("features") or {}
-        text = None
-        if errors.modality == "text":
-            text = " ".join(str(v) for v in features.values() if isinstance(v, str))
-        elif errors.modality == "tabular":
-            lines += [f"{k} = {format_value(v)}" for k, v in list(features.items())[:8]]
-        lines.append(f"id {e['id']}")
-        cards.append({"title": f"true {e['y_true']} → predicted {format_value(e['y_pred'])}",
-                      "image": errors.thumbnails.get(e["id"]), "text": text, "lines": lines,
-                      "flag": e.get("label_issue")})
-    return cards
+    return [_card(e, errors) for e in errors.errors[:MAX_CARDS]]
+
+
+def _card(e: ErrorExample, errors: ErrorReport) -> dict[str, Any]:
+    lines = []
+    if e.confidence is not None:
+        lines.append(f"confidence {e.confidence:.2f}, p(true) {format_value(e.p_true)}")
+    if e.residual is not None:
+        lines.append(f"residual {format_value(e.residual)}")
+    if e.traits:
+        lines.append("traits: " + ", ".join(e.traits))
+    if e.label_issue:
+        lines.append(f"label suspect: maybe {e.suggested_label}")
+    text = None
+    if errors.modality == "text":
+        text = " ".join(str(v) for v in e.features.values() if isinstance(v, str))
+    elif errors.modality == "tabular":
+        lines += [f"{k} = {format_value(v)}" for k, v in list(e.features.items())[:8]]
+    lines.append(f"id {e.id}")
+    return {"title": f"true {e.y_true} → predicted {format_value(e.y_pred)}",
+            "image": errors.thumbnails.get(e.id), "text": text, "lines": lines,
+            "flag": e.label_issue}
 
 
 def _add_slices(section: Section, errors: ErrorReport) -> None:
@@ -115,7 +117,7 @@ def _add_slices(section: Section, errors: ErrorReport) -> None:
         section.add_text("Slice discovery: no slice errs significantly more than the rest "
                          "(after correcting for every slice tried).", note=True)
         return
-    tried = errors.slices[0].extra.get("n_tried")
+    tried = errors.slices[0].n_tried
     section.add_table(
         [{"slice": g.name, "examples": g.size, "errors": g.n_errors,
           "rate inside": g.rate_inside, "rate outside": g.rate_outside, "lift": g.lift,
@@ -134,38 +136,37 @@ def _add_clusters(section: Section, errors: ErrorReport) -> None:
                         "p (corrected)": g.p_value} for g in errors.clusters],
                       caption="Clusters of errors in the pretrained encoder's embedding space")
     for g in errors.clusters:
-        examples = g.extra.get("examples", [])
-        if errors.thumbnails and examples:
+        if errors.thumbnails and g.examples:
             section.add_cards([{"title": i, "image": errors.thumbnails.get(i)}
-                               for i in examples], caption=f"{g.name}: {g.description}")
+                               for i in g.examples], caption=f"{g.name}: {g.description}")
 
 
 def _add_labels(section: Section, errors: ErrorReport) -> None:
     check = errors.label_check
-    if not check.get("checked"):
-        section.add_text(f"Label issues not checked: {check.get('why')}.", note=True)
+    if not check.checked:
+        section.add_text(f"Label issues not checked: {check.why}.", note=True)
         return
     if not errors.label_issues:
-        section.add_text(f"Label issues: none found among {check.get('n_checked')} examples.",
+        section.add_text(f"Label issues: none found among {check.n_checked} examples.",
                          note=True)
         return
-    section.add_table(errors.label_issues[:100],
+    section.add_table([asdict(i) for i in errors.label_issues[:100]],
                       caption=f"Check these labels: {len(errors.label_issues)} of "
-                      f"{check.get('n_checked')} examples look mislabelled (worst first; "
+                      f"{check.n_checked} examples look mislabelled (worst first; "
                       "quality is the probability of the given label)")
 
 
 def _add_history(section: Section, errors: ErrorReport) -> None:
-    tracked = [h for h in errors.history if len(h["runs"]) > 1 and h["kind"] == "slice"]
-    tracked += [h for h in errors.history if len(h["runs"]) > 1 and h["kind"] == "trait"
-                and any(r["n_errors"] for r in h["runs"])][:10]
+    tracked = [h for h in errors.history if len(h.runs) > 1 and h.kind is GroupKind.SLICE]
+    tracked += [h for h in errors.history if len(h.runs) > 1 and h.kind is GroupKind.TRAIT
+                and any(r.n_errors for r in h.runs)][:10]
     if not tracked:
         return
     fig = go.Figure()
     for h in tracked:
-        fig.add_scatter(x=[f"{r['architecture']} {r['run_id'][:6]}" for r in h["runs"]],
-                        y=[r["rate"] for r in h["runs"]], mode="lines+markers",
-                        name=f"{h['kind']}: {h['name']}"[:50])
+        fig.add_scatter(x=[f"{r.architecture} {r.run_id[:6]}" for r in h.runs],
+                        y=[r.rate for r in h.runs], mode="lines+markers",
+                        name=f"{h.kind}: {h.name}"[:50])
     fig.update_layout(**FIGURE_LAYOUT, height=420,
                       title="Error rate of each slice and trait, by run",
                       yaxis_title="error rate inside", xaxis_title="run (oldest first)")

@@ -39,7 +39,7 @@ def write_run_report(iteration: Iteration, predictions: pd.DataFrame, dataset: D
     if diagnosis is not None:
         from loopml.report.diagnosis import add_diagnosis_section
 
-        add_diagnosis_section(report, diagnosis.to_json())
+        add_diagnosis_section(report, diagnosis)
     if errors is not None:
         from loopml.report.errors import add_errors_section
 
