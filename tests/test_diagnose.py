@@ -20,6 +20,7 @@ from loopml.diagnose import (
     judge,
 )
 from loopml.diagnose.curves import Folds
+from test_diagnosis_evidence import _diagnosis
 
 A = AdviceAction
 BIAS_REMEDIES = {A.bigger_model, A.less_regularization, A.more_features}
@@ -128,19 +129,6 @@ def test_too_small_for_the_folds_is_refused(tmp_path: Path, penguins_csv: Path) 
     with pytest.raises(LoopmlError, match=r"rarest class has \d+ examples .* than the 100 folds"):
         project.diagnose(iteration.run_id, folds=100)
     assert not (iteration.path / "diagnosis.json").exists()
-
-
-def _diagnosis(**overrides) -> Diagnosis:
-    """A diagnosis from its numbers: the gaps follow from J_train, J_cv and the baseline."""
-    base = dict(run_id="r", architecture="linear", metric="accuracy", modality="tabular",
-                folds=5, n_train=100, baseline_error=0.02, baseline_source="human-level",
-                baseline_estimated=False, baseline_note="", target_error=None, j_train=0.1,
-                j_train_band=0.01, j_cv=0.11, j_cv_band=0.01, bias_band=0.01,
-                variance_band=0.01, tolerance=0.02)
-    base.update(overrides)
-    base.setdefault("avoidable_bias", base["j_train"] - base["baseline_error"])
-    base.setdefault("variance", base["j_cv"] - base["j_train"])
-    return Diagnosis(**base)
 
 
 def _curve(knob: str, setting: CurveSetting, *, current: float, best: float,

@@ -384,12 +384,13 @@ def data(ctx: typer.Context, project: ProjectOpt = Path("."), as_json: JsonOpt =
         _emit({"sources": [s.to_dict() for s in sources], **versions})
         return
     table = Table(title=f"examples of {proj.scope.name}", title_justify="left")
-    for col in ("source", "origin", "target group", "created", "train", "val", "test",
+    for col in ("source", "origin", "target group", "created (UTC)", "train", "val", "test",
                 "total"):
         table.add_column(col, justify="right" if col in ("train", "val", "test", "total")
                          else "left", no_wrap=True)
     for s in sources:
-        table.add_row(s.name, str(s.origin), s.target_group or "", s.created or "",
+        created = (s.created or "")[:16].replace("T", " ")  # to the minute, in UTC
+        table.add_row(s.name, str(s.origin), s.target_group or "", created,
                       *(str(s.counts[p]) for p in ("train", "val", "test")), str(s.total))
     console.print(table)
     console.print(f"data {versions['data_version']}, split {versions['split_version']}")
