@@ -207,3 +207,12 @@ def test_tag_needs_an_id_and_a_valid_trait_name(cli, project: Path) -> None:
 def test_errors_without_runs(cli, penguins_csv: Path) -> None:
     cli("init", "p", "--data", penguins_csv, "--target", "species")
     _refused(cli("errors", "-p", "p"), "has no runs yet", "loopml train")
+
+
+def test_a_missing_split_is_refused_not_recomputed(cli, penguins_csv: Path) -> None:
+    assert cli("init", "p", "--data", penguins_csv, "--target", "species").exit_code == 0
+    for name in ("split.parquet", "split.json"):
+        (Path("p") / ".loopml" / name).unlink()
+    _refused(cli("train", "-p", "p", "--arch", "linear"), "has no stored split",
+             "would move examples between train, val and test")
+    assert not (Path("p") / ".loopml" / "split.parquet").exists()

@@ -166,7 +166,9 @@ class Project:
         if stored is None:
             raise ScopeError(f"project {self.root} has no stored split "
                              f"({self.state_dir / 'split.parquet'})",
-                             hint="run 'loopml init' again with --force, or restore the file")
+                             hint="restore split.parquet and split.json from a backup: a new "
+                                  "split would move examples between train, val and test, "
+                                  "and every run so far was compared on the old one")
         return stored
 
     def update_split(self) -> SplitUpdate | None:
