@@ -178,20 +178,24 @@ class Project:
         data are forgotten; every other id keeps its part. Returns None when the
         split already matches the data.
         """
+        return self._sync_split()[1]
+
+    def _sync_split(self) -> tuple[Split, SplitUpdate | None]:
+        """The split for the current data (read once), and the update it took, if any."""
         with locked(self.state_dir, "split"):
             stored = self.split
             if stored.data_version == self.dataset.version:
-                return None
+                return stored, None
             split, update = stored.update(self.dataset)
             split.save(self.state_dir)
-        return update
+        return split, update
 
     def _current_split(self) -> Split:
         """The split for work on the current data, updated (and announced) when stale."""
-        update = self.update_split()
+        split, update = self._sync_split()
         if update is not None and (update.n_added or update.n_removed):
             self.on_split_update(update)
-        return self.split
+        return split
 
     def on_split_update(self, update: SplitUpdate) -> None:
         """Say what an automatic split update did (the CLI and notebooks show it)."""

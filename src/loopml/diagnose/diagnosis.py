@@ -20,9 +20,10 @@ import numpy as np
 
 from loopml.atomic import write_text_atomic
 from loopml.diagnose.curves import ValidationCurve
-from loopml.diagnose.evidence import Advice, Verdict, finite, number, optional_number
+from loopml.diagnose.evidence import Advice, Verdict, number, optional_number
 from loopml.diagnose.learning import LearningCurve
 from loopml.exceptions import LoopmlError
+from loopml.jsonable import json_ready
 
 DIAGNOSIS_FILE = "diagnosis.json"
 VERDICT_TEXT = {
@@ -136,7 +137,7 @@ class Diagnosis:
 
     def to_json(self) -> dict[str, Any]:
         """:meth:`to_dict` with NaN and infinity as None, as JSON needs."""
-        return finite(self.to_dict())
+        return json_ready(self.to_dict())
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Diagnosis:

@@ -10,7 +10,6 @@ back as NaN (:func:`number`); a reader that knows a null stood for infinity
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -46,17 +45,6 @@ def optional_number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null, at any depth."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
-
-
 @dataclass(frozen=True)
 class Evidence:
     """The numbers an advice item's sentence cites; None where it cites nothing.
@@ -85,7 +73,7 @@ class Evidence:
     best_error: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The cited numbers only (NaN kept: :func:`finite` turns it to null)."""
+        """The cited numbers only (NaN kept; ``json_ready`` writes it as null)."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)

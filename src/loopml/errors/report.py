@@ -39,6 +39,7 @@ from loopml.groups import (
     TraitSource,
     group_from_dict,
 )
+from loopml.jsonable import json_ready
 from loopml.metrics import METRICS
 
 ERRORS_FILE = "errors.json"
@@ -380,7 +381,7 @@ class ErrorReport:
         out["label_check"] = self.label_check.to_dict()
         out["history"] = [h.to_dict() for h in self.history]
         out["ranked"] = [g.key for g in self.ranked()]
-        return _json_ready(out)
+        return json_ready(out)
 
     def save(self, directory: Path) -> Path:
         return write_text_atomic(Path(directory) / ERRORS_FILE,
@@ -410,15 +411,3 @@ class ErrorReport:
                 DataError) as exc:
             raise DataError(f"{path} is not a readable error report: {type(exc).__name__}: "
                             f"{exc}", hint="run 'loopml errors' again for that run") from None
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_ready(value.item())
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
