@@ -118,5 +118,6 @@ def test_diagnose_prints_verdict_and_json(cli, penguins_csv: Path) -> None:
     assert document["verdict"] in {"high_bias", "high_variance", "both", "at_target"}
     assert {"baseline_error", "j_train", "j_cv", "avoidable_bias", "variance",
             "learning_curve", "validation_curves", "advice"} <= set(document)
-    assert len(document["learning_curve"]["points"]) >= 5
+    assert len(document["learning_curve"]["points"]) >= 4  # the budget's doubling sizes
+    assert document["planning"]["mode"] == "budget" and document["folds"] == 3
     assert "Diagnosis" in Path(document["report"]).read_text()

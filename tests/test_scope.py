@@ -90,3 +90,34 @@ def test_invalid_yaml_names_the_line(project: Project) -> None:
 def test_missing_scope_says_how_to_create_one(tmp_path: Path) -> None:
     with pytest.raises(ScopeError, match="loopml init"):
         Project.load(tmp_path)
+
+
+def test_notes_explain_a_value_above_its_key(project: Project) -> None:
+    from loopml.scope import render_scope
+
+    text = render_scope(project.scope, notes={"metric": "chosen by hand: why not",
+                                              "data.target": "the label column"})
+    lines = text.splitlines()
+    assert lines[lines.index("metric: accuracy") - 1] == "# chosen by hand: why not"
+    assert lines[lines.index("  target: species") - 1] == "  # the label column"
+    assert _read_back(project, text) == project.scope  # a note is only a comment
+
+
+def test_a_note_on_an_unknown_key_is_refused(project: Project) -> None:
+    from loopml.scope import render_scope
+
+    with pytest.raises(ValueError, match="notes name keys the scope does not have: metrik"):
+        render_scope(project.scope, notes={"metrik": "typo"})
+
+
+def test_balance_must_be_true_or_false(project: Project) -> None:
+    path = _edit(project, "balance: false", "balance: sometimes")
+    with pytest.raises(ScopeError) as info:
+        Project.load(project.root)
+    assert f"line {_line_of(path, 'balance: sometimes')}: key 'balance'" in str(info.value)
+
+
+def _read_back(project: Project, text: str):
+    path = project.root / "copy.yaml"
+    path.write_text(text)
+    return read_scope(path)

@@ -99,6 +99,22 @@ def test_regression_mlp_beats_the_mean():
         model.predict_proba(X_test)
 
 
+def test_regression_ignores_balance():
+    X, y = load_diabetes(return_X_y=True)
+    plain = quick(MLP, task="regression").fit(X, y).predict(X[:20])
+    balanced = quick(MLP, task="regression", balance=True).fit(X, y).predict(X[:20])
+    assert np.array_equal(plain, balanced)
+
+
+def test_balance_pulls_up_the_rare_class(digits):
+    (X_train, y_train), _, _ = digits
+    y = (y_train == 0).astype(int)  # ~10% zeros: their weight is ~9x the others'
+    plain = quick(MLP).fit(X_train, y)
+    balanced = quick(MLP, balance=True).fit(X_train, y)
+    assert balanced.predict_proba(X_train)[y == 1, 1].mean() > \
+        plain.predict_proba(X_train)[y == 1, 1].mean()  # the rare class is pulled up
+
+
 def write_digit_pngs(folder, n_per_class: int = 8) -> pd.DataFrame:
     """Digits 0-2 as 16x16 RGB PNG files in one sub-folder per class."""
     X, y = load_digits(n_class=3, return_X_y=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +52,13 @@ def _emit(document: Any) -> None:
 
 def _project(path: Path):
     from loopml.project import Project
+    from loopml.scope import SCOPE_FILE
 
+    if path == Path(".") and not Path(SCOPE_FILE).exists() and \
+            (Path(DIGITS_DIR) / SCOPE_FILE).exists():
+        raise LoopmlError(f"no {SCOPE_FILE} in this folder",
+                          hint=f"'loopml run' put the digits project in ./{DIGITS_DIR}: "
+                               f"add -p {DIGITS_DIR}")
     return Project.load(path)
 
 
@@ -90,6 +97,8 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder to creat
          force: Annotated[bool, typer.Option(help="replace an existing project")] = False,
          as_json: JsonOpt = False) -> None:
     """Scope a project: infer task and feature types, write loopml.yaml, fix the split."""
+    from rich.markup import escape
+
     from loopml.project import Project
 
     if task not in (None, "classification", "regression"):
@@ -97,9 +106,14 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder to creat
     project = Project.init(directory, data=data, target=target, task=task, metric=metric,
                            name=name, id_column=id_column, baseline=baseline, force=force)
     scope, split = project.scope, project.split
+    balance, choice = project.class_balance, project.metric_choice
+    data_warnings = project.data_warnings()
     if as_json:
         _emit({"project": str(project.root), "scope": scope.model_dump(),
-               "split": split.counts(), "data_version": project.dataset.version})
+               "split": split.counts(), "data_version": project.dataset.version,
+               "warnings": [w.to_dict() for w in data_warnings],
+               "class_balance": balance and {str(c): n for c, n in balance.counts.items()},
+               "metric_choice": choice and choice.to_dict()})
         return
     table = Table(title=f"inferred from {scope.data.source}", title_justify="left")
     table.add_column("column")
@@ -108,11 +122,30 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder to creat
     for column, kind in scope.data.features.items():
         table.add_row(column, kind)
     console.print(table)
+    if balance is not None:
+        shown = 20  # a hundred classes would push the rest off the screen
+        classes = Table(title=f"class balance of {scope.data.target}", title_justify="left")
+        for col in ("class", "count", "share"):
+            classes.add_column(col, justify="left" if col == "class" else "right",
+                               no_wrap=True)
+        for cls, n in list(balance.counts.items())[:shown]:
+            rare = " [yellow](rare)[/]" if cls in balance.rare else ""
+            classes.add_row(escape(str(cls)) + rare, f"{n:,}", f"{balance.shares[cls]:.1%}")
+        if len(balance.counts) > shown:
+            classes.add_row(f"... {len(balance.counts) - shown} more", "", "")
+        console.print(classes)
+    if choice is not None and choice.why:
+        console.print(f"metric [bold]{choice.metric}[/], {escape(choice.why)}")
+    if choice is not None and choice.balance_why:
+        console.print(f"balance [bold]on[/], {escape(choice.balance_why)}")
+    if choice is not None and choice.warning:
+        console.print(f"[yellow]warning:[/] {escape(choice.warning)}")
     counts = split.counts()
     console.print(f"{len(project.dataset.ids)} examples, split train {counts['train']} / "
                   f"val {counts['val']} / test {counts['test']} (seed {scope.seed})")
     console.print(f"wrote [bold]{project.root / 'loopml.yaml'}[/]; correct any type there, "
                   "then run [bold]loopml train[/]")
+    _show_warnings(w.message for w in data_warnings)
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
@@ -133,22 +166,64 @@ def _iteration_row(it) -> dict[str, Any]:
     return {"run_id": it.run_id, "architecture": it.architecture, "params": it.params,
             "metrics": it.metrics, "metric": it.metric, "data_version": it.data_version,
             "split_version": it.split_version, "created": it.created,
-            "duration_s": it.duration_s, "report": str(it.report_path)}
+            "duration_s": it.duration_s, "report": str(it.report_path),
+            "warnings": list(it.warnings)}
+
+
+def _show_warnings(messages: Iterable[str]) -> None:
+    """Each warning once, in yellow, after the results: the line a user must not miss."""
+    from rich.markup import escape
+
+    for message in dict.fromkeys(messages):
+        console.print(f"[yellow]warning: {escape(message)}[/]", highlight=False)
+
+
+# The runs table's columns in the order shown, each with the rank in which a narrow
+# terminal drops it (0: never; the run id with its best marker, and the val metric).
+_RUN_COLUMNS = {"run": 0, "arch": 1, "size": 4, "reg": 5, "train": 3, "val": 0, "test": 2,
+                "train err": 7, "val err": 6, "fit s": 8}
 
 
 def _runs_table(iterations, metric: str, *, title: str, best: str | None = None) -> Table:
-    table = Table(title=f"{title} ({metric}; error = distance from perfect)",
-                  title_justify="left")
-    for col in ("run", "arch", "size", "reg", "train", "val", "train err", "val err", "fit s"):
-        table.add_column(col, justify="left" if col in ("run", "arch") else "right",
-                         no_wrap=True)
-    for it in iterations:
-        mark = " [green]★[/]" if it.run_id == best else ""
-        table.add_row(it.run_id[:8], it.architecture + mark, _fmt(it.params.get("size")),
-                      _fmt(it.params.get("reg")), _num(it.metrics.get(f"train_{metric}")),
-                      _num(it.metrics.get(f"val_{metric}")), _num(it.error("train")),
-                      _num(it.error("val")), f"{it.duration_s:.1f}")
+    """Runs, one a row; ``★`` marks ``best``. Test shows only where a run was scored on it.
+
+    Piped or in a narrow terminal, columns are dropped (least useful first)
+    until the table fits, so the run id, the marker and the val metric are
+    never cut; a caption names what was dropped.
+    """
+    rows = [_run_cells(it, metric, best=it.run_id == best) for it in iterations]
+    columns = [c for c in _RUN_COLUMNS if c != "test" or any(r["test"] for r in rows)]
+    droppable = sorted((c for c in columns if _RUN_COLUMNS[c]), key=_RUN_COLUMNS.get)
+    dropped: list[str] = []
+    while True:
+        table = Table(title=f"{title} ({metric}; error = distance from perfect)",
+                      title_justify="left")
+        for col in columns:
+            keep = _RUN_COLUMNS[col] == 0
+            table.add_column(col, justify="left" if col in ("run", "arch") else "right",
+                             no_wrap=True, min_width=10 if col == "run" else None,
+                             overflow="fold" if keep else "ellipsis")
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+        unbounded = console.options.update(max_width=10_000)  # the width it wants
+        if not droppable or console.measure(table, options=unbounded).maximum <= console.width:
+            break
+        dropped.append(droppable.pop())
+        columns.remove(dropped[-1])
+    if dropped:
+        table.caption = f"too narrow for {', '.join(dropped)} (--json has every column)"
+        table.caption_justify = "left"
     return table
+
+
+def _run_cells(it, metric: str, *, best: bool) -> dict[str, str]:
+    return {"run": it.run_id[:8] + (" [green]★[/]" if best else ""), "arch": it.architecture,
+            "size": _fmt(it.params.get("size")), "reg": _fmt(it.params.get("reg")),
+            "train": _num(it.metrics.get(f"train_{metric}")),
+            "val": _num(it.metrics.get(f"val_{metric}")),
+            "test": _num(it.metrics.get(f"test_{metric}")),
+            "train err": _num(it.error("train")), "val err": _num(it.error("val")),
+            "fit s": f"{it.duration_s:.1f}"}
 
 
 def _num(value: float | None) -> str:
@@ -178,6 +253,7 @@ def train(architecture: Annotated[str | None, typer.Option("--arch", "-a", help=
         _emit(_iteration_row(it))
         return
     console.print(_runs_table([it], it.metric, title="trained"))
+    _show_warnings(it.warnings)
     console.print(f"report: [bold]{it.report_path}[/]", soft_wrap=True)
 
 
@@ -186,15 +262,23 @@ def runs(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """List the project's iterations."""
     proj = _project(project)
     iterations = proj.runs()
+    best = proj.best_run() if iterations else None
     if as_json:
-        _emit([_iteration_row(it) for it in iterations])
+        _emit([{**_iteration_row(it), "best": best is not None and it.run_id == best.run_id}
+               for it in iterations])
         return
     if not iterations:
         console.print("no runs yet; train one with [bold]loopml train[/]")
         return
-    best = min(iterations, key=lambda it: it.error("val")).run_id
     console.print(_runs_table(iterations, proj.scope.metric, title=f"runs of {proj.scope.name}",
-                              best=best))
+                              best=best.run_id if best else None))
+    if best is None:
+        console.print(f"no run is on the current data {proj.dataset.version} and split "
+                      f"{proj.split.version}, so none is marked best; train one with "
+                      "[bold]loopml train[/]")
+    else:
+        console.print(f"★ best on val among runs on the current data and split: "
+                      f"{best.architecture} {best.run_id[:8]}", highlight=False)
 
 
 @app.command()
@@ -217,24 +301,39 @@ def show(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is 
 
 @app.command()
 def diagnose(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; none: the "
-                                                          "latest run")] = None,
-             folds: Annotated[int, typer.Option(help="cross-validation folds")] = 5,
+                                                          "best run on val")] = None,
+             folds: Annotated[int | None, typer.Option(
+                 help="cross-validation folds (default 3; 5 with --full)")] = None,
+             budget: Annotated[float | None, typer.Option(
+                 help="seconds the diagnosis may take (default 70): the base fits first, "
+                      "then the most informative curve points that fit (learning curve, "
+                      "then reg, then size)", metavar="SECONDS")] = None,
+             full: Annotated[bool, typer.Option(
+                 "--full", help="the complete sweep: 5 folds, every learning-curve size, the "
+                                "whole reg and size grids (slow: minutes on a CNN)")] = False,
              curves: Annotated[bool, typer.Option(help="learning and validation curves")] = True,
              jobs: Annotated[int, typer.Option("--jobs", "-j", help="fits at once (-1: all "
                                                "cores)")] = -1,
              ray: Annotated[str | None, typer.Option(help="Ray cluster address (host:port) "
                                                      "to run the sweep on")] = None,
              project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-    """Bias and variance against the baseline, learning / validation curves, advice."""
+    """Bias and variance against the baseline, learning / validation curves, advice.
+
+    By default the diagnosis keeps within --budget seconds on 3 folds; --full runs
+    the complete sweep.
+    """
     from loopml.diagnose.view import show_diagnosis
 
     proj = _project(project)
-    iteration = proj.get_run(run_id) if run_id else proj.latest_run()
+    chosen = proj.choose_run(run_id)
+    iteration = chosen.iteration
+    console.print(chosen.describe("diagnosing"), highlight=False)
     with _bar(f"diagnosing {iteration.architecture} {iteration.run_id[:8]}") as progress:
-        d = proj.diagnose(iteration.run_id, folds=folds, curves=curves, n_jobs=jobs,
-                          ray_address=ray, progress=progress)
+        d = proj.diagnose(iteration.run_id, folds=folds, budget=budget, full=full,
+                          curves=curves, n_jobs=jobs, ray_address=ray, progress=progress)
     if as_json:
-        _emit({**d.to_json(), "report": str(iteration.report_path)})
+        _emit({**d.to_json(), "report": str(iteration.report_path),
+               "chosen_run": chosen.to_dict()})
         return
     show_diagnosis(d, console)
     console.print(f"report: [bold]{iteration.report_path}[/]", soft_wrap=True)
@@ -242,12 +341,12 @@ def diagnose(run_id: Annotated[str | None, typer.Argument(help="run id or prefix
 
 @app.command()
 def errors(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; none: the "
-                                                        "latest run")] = None,
+                                                        "best run on val")] = None,
            label_issues: Annotated[bool, typer.Option(
                help="look for wrong labels (refits the run's model on folds of train)")] = True,
            label_model: Annotated[str | None, typer.Option(
-               help="architecture that judges the labels (default: the run's own; a more "
-                    "flexible one, e.g. gbt, tells weak-model slices from wrong labels)")
+               help="architecture that judges the labels (default: the best run's; a judge "
+                    "no better than the majority reference lists nothing, and says why)")
                ] = None,
            folds: Annotated[int, typer.Option(help="folds for out-of-fold probabilities")] = 5,
            embeddings: Annotated[bool, typer.Option(
@@ -261,14 +360,17 @@ def errors(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; 
     from loopml.errors.view import show_errors
 
     proj = _project(project)
-    iteration = proj.get_run(run_id) if run_id else proj.latest_run()
+    chosen = proj.choose_run(run_id)
+    iteration = chosen.iteration
+    console.print(chosen.describe("analysing the errors of"), highlight=False)
     with _bar(f"analysing {iteration.architecture} {iteration.run_id[:8]}") as progress:
         report = proj.errors(iteration.run_id, label_issues=label_issues,
                              label_model=label_model, folds=folds,
                              cluster_errors=embeddings, max_depth=depth, n_jobs=jobs,
                              progress=progress)
     if as_json:
-        _emit({**report.to_dict(), "report": str(iteration.report_path)})
+        _emit({**report.to_dict(), "report": str(iteration.report_path),
+               "chosen_run": chosen.to_dict()})
         return
     show_errors(report, console)
     console.print(f"report: [bold]{iteration.report_path}[/]", soft_wrap=True)
@@ -320,20 +422,18 @@ def architectures(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def run(directory: Annotated[Path | None, typer.Argument(
-            help=f"project folder; none: the built-in digits project in ./{DIGITS_DIR}")] = None,
+            help=f"project folder (same as -p); none: the project here, else the built-in "
+                 f"digits project in ./{DIGITS_DIR}")] = None,
         architecture: Annotated[list[str] | None, typer.Option(
             "--arch", "-a", help="candidate (repeatable)")] = None,
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="candidates fitted at once")] = 1,
+        project: Annotated[Path | None, typer.Option(
+            "--project", "-p", help="project folder")] = None,
         as_json: JsonOpt = False) -> None:
     """The whole cycle: train the candidates, compare them, report the best."""
-    from loopml.project import Project
+    from loopml.console import progress as rich_progress
 
-    if directory is None:
-        directory = Path(DIGITS_DIR)
-        if not (directory / "loopml.yaml").exists():
-            console.print(f"creating the built-in digits project in [bold]./{DIGITS_DIR}[/]")
-            Project.init(directory, data="digits", target="label", name="digits")
-    proj = Project.load(directory)
+    proj = _run_project(directory, project)
     names = architecture or proj.candidates()
     console.print(f"[bold]{proj.scope.name}[/]: {len(proj.dataset.ids)} examples, "
                   f"candidates {', '.join(names)}")
@@ -342,12 +442,20 @@ def run(directory: Annotated[Path | None, typer.Argument(
         console.print(f"  [green]✓[/] {it.architecture}: val {proj.scope.metric} "
                       f"{it.metrics[f'val_{proj.scope.metric}']:.4f} ({it.duration_s:.1f}s)")
 
-    result = proj.run(names, n_jobs=jobs, on_fitted=done)
+    with rich_progress() as bar:
+        task = bar.add_task("fitting", total=len(names), status="")
+
+        def report(step: str, done_: int, total: int) -> None:
+            bar.update(task, description=step, completed=done_, total=total)
+
+        result = proj.run(names, n_jobs=jobs, on_fitted=done, progress=report)
     metric = proj.scope.metric
     if as_json:
         _emit({"candidates": [_iteration_row(it) for it in result.candidates],
                "best": result.best.run_id, "test_metrics": result.test_metrics,
-               "report": str(result.report_path)})
+               "report": str(result.report_path),
+               "warnings": list(dict.fromkeys(m for it in result.candidates
+                                              for m in it.warnings))})
         return
     console.print(_runs_table(result.candidates, metric, title="candidates, ★ best on val",
                               best=result.best.run_id))
@@ -355,7 +463,55 @@ def run(directory: Annotated[Path | None, typer.Argument(
     if test is not None:
         console.print(f"best: [bold]{result.best.architecture}[/], test {metric} {test:.4f} "
                       "(reported only; chosen on val)")
+    _show_warnings(m for it in result.candidates for m in it.warnings)
     console.print(f"report: [bold]{result.report_path}[/]", soft_wrap=True)
+    # with no id, diagnose and errors take the project's best run; name this one's if
+    # an earlier run on the same split scores as well (ties go to the earlier run)
+    project_best = proj.best_run()
+    flag = _project_flag(proj.root)
+    if project_best is not None and project_best.run_id != result.best.run_id:
+        flag += f" {result.best.run_id[:8]}"
+    console.print(f"next: [bold]loopml diagnose{flag}[/] (bias, variance and advice for the "
+                  f"best run), [bold]loopml errors{flag}[/] (where it errs)", highlight=False)
+
+
+def _run_project(directory: Path | None, project: Path | None):
+    """The project ``loopml run`` works on: the one named, else the one here, else digits.
+
+    With no loopml.yaml in the current folder, the built-in digits project in
+    ./loopml-digits is used (and created on first use); either is said aloud,
+    as a later verb must then be pointed at it with ``-p``.
+    """
+    from loopml.project import Project
+    from loopml.scope import SCOPE_FILE
+
+    if directory is not None and project is not None and \
+            directory.resolve() != project.resolve():
+        raise LoopmlError(f"two project folders given: {directory} and -p {project}",
+                          hint="give one of them")
+    chosen = directory or project
+    if chosen is not None:
+        return Project.load(chosen)
+    if Path(SCOPE_FILE).is_file():
+        return Project.load(Path("."))
+    digits = Path(DIGITS_DIR)
+    if (digits / SCOPE_FILE).exists():
+        console.print(f"no {SCOPE_FILE} here: using the built-in digits project in "
+                      f"[bold]./{DIGITS_DIR}[/]", highlight=False)
+    else:
+        console.print(f"no {SCOPE_FILE} here: creating the built-in digits project in "
+                      f"[bold]./{DIGITS_DIR}[/]", highlight=False)
+        Project.init(digits, data="digits", target="label", name="digits")
+    return Project.load(digits)
+
+
+def _project_flag(root: Path) -> str:
+    """`` -p DIR`` that points a later verb at ``root`` from here; empty when it is here."""
+    try:
+        where = root.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        where = root.resolve().as_posix()
+    return "" if where == "." else f" -p {shlex.quote(where)}"
 
 
 data_app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,

@@ -44,6 +44,9 @@ class Iteration:
     n_train: int
     tags: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """what may make this run's scores misleading (leakage, no better than the
+    majority reference, a perfect score); records older than it load with none"""
     path: Path | None = None
 
     def error(self, part: str) -> float:
@@ -116,3 +119,20 @@ class Iteration:
         except TypeError as exc:
             raise LoopmlError(f"{file} is missing fields of an iteration record: {exc}",
                               hint="remove that run's folder, or restore the file") from None
+
+
+def best_iteration(runs: list[Iteration], *, data_version: str | None = None,
+                   split_version: str | None = None) -> Iteration | None:
+    """The run with the lowest val error among those on this data and split version.
+
+    Val errors are only comparable on the same val part, so runs on another
+    data or split version never compete (None: any version). Ties go to the
+    earlier run; None when no run qualifies.
+    """
+    same = [it for it in runs
+            if (data_version is None or it.data_version == data_version)
+            and (split_version is None or it.split_version == split_version)
+            and f"val_{it.metric}" in it.metrics]
+    if not same:
+        return None
+    return min(same, key=lambda it: (it.error("val"), it.created, it.run_id))

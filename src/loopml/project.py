@@ -17,6 +17,7 @@ import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,16 +30,17 @@ from loopml.data.load import load_dataset
 from loopml.data.provenance import ActionRecord, DataSource, ExampleDrop, Origin
 from loopml.data.split import PARTS, Split, SplitUpdate
 from loopml.exceptions import LoopmlError, RunNotFoundError, ScopeError
-from loopml.iteration import ITERATION_FILE, Iteration
-from loopml.metrics import DEFAULT_METRIC
+from loopml.iteration import ITERATION_FILE, Iteration, best_iteration
+from loopml.metrics import ClassBalance, MetricChoice, choose_metric, class_balance
 from loopml.models.registry import EstimatorFactory
 from loopml.parallel import parallel_map
-from loopml.progress import Progress
+from loopml.progress import Progress, no_progress
 from loopml.scope import SCOPE_FILE, Baseline, DataSpec, Scope, read_scope, write_scope
 from loopml.track import RUNS_DIR, Tracker
 from loopml.train import (
     FitResult,
     fit_candidate,
+    note_test_scores,
     predict_parts,
     record_iteration,
     score_parts,
@@ -48,11 +50,13 @@ from loopml.train import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from loopml.data.leakage import DataWarning
     from loopml.diagnose import Diagnosis
     from loopml.errors.report import ErrorReport
     from loopml.groups import Group, Groups, Rows, TraitSources
 
 STATE_DIR = ".loopml"
+ASSETS_DIR = "assets"  # files every report shares (plotly.js), under STATE_DIR
 
 
 @dataclass
@@ -68,8 +72,55 @@ class RunResult:
         return self.best.report_path
 
 
+class RunPick(StrEnum):
+    """Why a verb looks at the run it looks at."""
+
+    GIVEN = "given"  # the user named it
+    BEST = "best"  # the lowest val error on the current data and split
+    LATEST = "latest"  # no run is on the current data and split: the newest one
+
+
+@dataclass
+class ChosenRun:
+    """The run a verb (diagnose, errors) looks at when none is named, and why.
+
+    Val errors compare only on one val part, so the default is the best run on
+    the current data and split version (the one ``loopml runs`` marks); the
+    latest run stands in only when no run is on those versions, and says so.
+    """
+
+    iteration: Iteration
+    reason: RunPick
+    data_version: str
+    split_version: str
+
+    def describe(self, verb: str) -> str:
+        """One line for the user: ``verb`` is what is done to it ("diagnosing")."""
+        it = self.iteration
+        score = it.metrics.get(f"val_{it.metric}")
+        what = f"{it.architecture} {it.run_id[:8]}" + (
+            f" (val {it.metric} {score:.4f})" if score is not None else "")
+        if self.reason is RunPick.BEST:
+            return f"{verb} the best run on val: {what}"
+        if self.reason is RunPick.LATEST:
+            return (f"{verb} the latest run, {what}: no run is on the current data "
+                    f"{self.data_version} and split {self.split_version} (it was trained on "
+                    f"data {it.data_version}, split {it.split_version})")
+        return f"{verb} {what}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.iteration.run_id, "architecture": self.iteration.architecture,
+                "reason": str(self.reason), "data_version": self.data_version,
+                "split_version": self.split_version}
+
+
 class Project:
     """A loopml project on disk."""
+
+    #: set by :meth:`init`: the target's class counts (None: regression, or opened by load)
+    class_balance: ClassBalance | None = None
+    #: set by :meth:`init`: the metric it chose for the scope, and why
+    metric_choice: MetricChoice | None = None
 
     def __init__(self, root: Path, scope: Scope) -> None:
         self.root = Path(root).resolve()
@@ -95,7 +146,11 @@ class Project:
              target_performance: float | None = None, force: bool = False) -> Project:
         """Infer a scope from the data, check it, then write loopml.yaml and the split.
 
-        Nothing is written unless every check passes.
+        Nothing is written unless every check passes. For classification the
+        target's class balance is counted (``project.class_balance``); when a
+        class is rare and no ``metric`` is given, a metric a majority-class
+        model cannot win is chosen and ``balance`` turned on, and why is
+        written above those keys (``project.metric_choice``).
         """
         root = Path(directory).resolve()
         if (root / SCOPE_FILE).exists() and not force:
@@ -114,10 +169,12 @@ class Project:
 
         dataset = build_dataset(raw, spec, task=task, name=name or root.name)
         spec.features = dict(dataset.features)
-        metric = metric or DEFAULT_METRIC[dataset.task]
+        balance = class_balance(dataset.y()) if dataset.task == "classification" else None
+        choice = choose_metric(dataset.task, balance, given=metric)
         try:
             scope = Scope(name=name or _slug(root.name), task=dataset.task, data=spec,
-                          metric=metric, baseline=None if baseline is None else
+                          metric=choice.metric, balance=choice.balance,
+                          baseline=None if baseline is None else
                           Baseline(value=baseline), target_performance=target_performance)
         except ValueError as exc:
             raise ScopeError(str(exc).split("\n", 1)[-1].strip()) from None
@@ -133,8 +190,9 @@ class Project:
         if force and project.state_dir.exists():
             shutil.rmtree(project.state_dir)
         split.save(project.state_dir)
-        write_scope(scope, root / SCOPE_FILE)
+        write_scope(scope, root / SCOPE_FILE, notes=choice.notes())
         project.__dict__["dataset"] = dataset
+        project.class_balance, project.metric_choice = balance, choice
         return project
 
     # ------------------------------------------------------------ state
@@ -153,6 +211,16 @@ class Project:
         """Drop what was read from the data, so the next use reads it again."""
         for name in ("dataset", "factory"):
             self.__dict__.pop(name, None)
+
+    def data_warnings(self) -> list[DataWarning]:
+        """Features that alone predict the target almost perfectly (leakage), by column.
+
+        Measured on the current train part (cached by data and split version),
+        so ``init``, ``train`` and ``run`` can all say it before time is spent.
+        """
+        from loopml.data.leakage import find_leakage
+
+        return find_leakage(self.dataset, self._current_split(), seed=self.scope.seed)
 
     @property
     def split(self) -> Split:
@@ -260,9 +328,10 @@ class Project:
 
     @cached_property
     def factory(self) -> EstimatorFactory:
-        """The one maker of estimators for this project (seed, image size, columns)."""
+        """The one maker of estimators for this project (seed, image size, balance, columns)."""
         return EstimatorFactory(self.dataset, seed=self.scope.seed,
-                                image_size=self.scope.data.image_size)
+                                image_size=self.scope.data.image_size,
+                                balance=self.scope.balance)
 
     @cached_property
     def tracker(self) -> Tracker:
@@ -300,23 +369,41 @@ class Project:
         return list(self.scope.architectures) or self.factory.candidates()
 
     def run(self, architectures: list[str] | None = None, *, n_jobs: int | None = None,
-            on_fitted: Callable[[Iteration], None] | None = None) -> RunResult:
-        """Train every candidate, pick the best on val, report test for it alone."""
+            on_fitted: Callable[[Iteration], None] | None = None,
+            progress: Progress | None = None) -> RunResult:
+        """Train every candidate, pick the best on val, report test for it alone.
+
+        ``progress`` hears ``("fitting cnn (2/4)", 1, 4)`` as each fit starts
+        when fits run here, one by one (a long fit then shows what it is); with
+        ``n_jobs`` > 1 the fits run in workers and it hears each one as it ends.
+        """
         names = architectures or self.candidates()
         dataset, split, seed = self.dataset, self._current_split(), self.scope.seed
-        quiet = n_jobs not in (None, 1)
-        estimators = [self.factory.make(n, quiet=quiet) for n in names]
-        tasks = list(zip(names, estimators, strict=True))
+        report = progress or no_progress
+        here = n_jobs in (None, 1) or len(names) <= 1
+        estimators = [self.factory.make(n, quiet=not here) for n in names]
+        tasks = list(enumerate(zip(names, estimators, strict=True)))
+        total = len(tasks)
+
+        def fit_here(task: tuple[int, tuple[str, Any]]) -> FitResult:
+            index, (name, estimator) = task
+            report(f"fitting {name} ({index + 1}/{total})", index, total)
+            return _fit_or_explain(name, estimator, dataset, split)
+
+        def fit_there(task: tuple[int, tuple[str, Any]]) -> FitResult:  # no callback: pickled
+            _, (name, estimator) = task
+            return _fit_or_explain(name, estimator, dataset, split)
+
         iterations = []
-        for fit in parallel_map(lambda t: _fit_or_explain(t[0], t[1], dataset, split), tasks,
-                                n_jobs=n_jobs):
+        for fit in parallel_map(fit_here if here else fit_there, tasks, n_jobs=n_jobs):
             iteration = record_iteration(fit, dataset, split, metric=self.scope.metric,
                                          tracker=self.tracker, seed=seed,
                                          tags={"loopml.verb": "run"})
             iterations.append(iteration)
+            report(f"fitted {iteration.architecture}", len(iterations), total)
             if on_fitted:
                 on_fitted(iteration)
-        best = min(iterations, key=lambda it: it.error("val"))
+        best = best_iteration(iterations)
         test_metrics = self._report_best(best, iterations, split)
         return RunResult(iterations, best, test_metrics)
 
@@ -333,6 +420,7 @@ class Project:
         if test_metrics:
             self.tracker.annotate(best.run_id, metrics=test_metrics)
             best.metrics.update(test_metrics)
+            note_test_scores(best, predictions["part"].value_counts())
             best.save()
         for iteration in candidates:
             self.write_report(iteration, predictions=predictions if iteration is best else None,
@@ -341,7 +429,11 @@ class Project:
 
     def write_report(self, iteration: Iteration, *, predictions=None,
                      candidates: list[Iteration] | None = None) -> Path:
-        """(Re)write a run's HTML report with every piece of evidence stored for it."""
+        """(Re)write a run's HTML report with every piece of evidence stored for it.
+
+        Reports share one plotly.js in ``.loopml/assets/``; with a tracking
+        server (``tracking_uri``) each embeds its own, as it is read elsewhere.
+        """
         from loopml.diagnose import Diagnosis
         from loopml.errors.report import ErrorReport
         from loopml.report.run import write_run_report
@@ -350,35 +442,41 @@ class Project:
             iteration, iteration.predictions() if predictions is None else predictions,
             self.dataset, diagnosis=Diagnosis.load(iteration.folder),
             errors=ErrorReport.load(iteration.folder), candidates=candidates,
-            project_name=self.scope.name)
+            project_name=self.scope.name,
+            assets=None if self.scope.tracking_uri else self.state_dir / ASSETS_DIR)
 
-    def diagnose(self, run_id: str | None = None, *, folds: int = 5, curves: bool = True,
+    def diagnose(self, run_id: str | None = None, *, folds: int | None = None,
+                 budget: float | None = None, full: bool = False, curves: bool = True,
                  n_jobs: int | None = None, ray_address: str | None = None,
                  progress: Progress | None = None) -> Diagnosis:
-        """Bias / variance, curves and advice for a run (default: the latest).
+        """Bias / variance, curves and advice for a run (default: :meth:`choose_run`'s).
 
+        By default the sweep keeps within ``budget`` seconds (default 70) on 3 folds,
+        most informative curve points first; ``full=True`` runs the complete sweep on 5
+        folds; ``folds`` overrides either (see :func:`loopml.diagnose.diagnose`).
         The diagnosis is stored next to the run (``diagnosis.json``), its numbers on
         the MLflow run, and the run's report gains a Diagnosis section.
         """
         from loopml.diagnose import Reference, diagnose
 
-        iteration = self.get_run(run_id) if run_id else self.latest_run()
+        iteration = self.choose_run(run_id).iteration
         baseline = self.scope.baseline
         reference = Reference(metric=self.scope.metric,
                               baseline=baseline.value if baseline else None,
                               baseline_source=baseline.source if baseline else "",
                               target_performance=self.scope.target_performance)
         d = diagnose(iteration, self.dataset, self._current_split(), factory=self.factory,
-                     reference=reference, seed=self.scope.seed, folds=folds, curves=curves,
-                     n_jobs=n_jobs, ray_address=ray_address or self.scope.ray_address,
-                     progress=progress)
+                     reference=reference, seed=self.scope.seed, folds=folds, full=full,
+                     budget=budget, curves=curves, n_jobs=n_jobs,
+                     ray_address=ray_address or self.scope.ray_address, progress=progress)
         path = d.save(iteration.folder)
         self.tracker.annotate(
             iteration.run_id, files=(path,), tags={"loopml.verdict": str(d.verdict)},
             metrics={k: v for k, v in {
                 "diag_baseline_error": d.baseline_error, "diag_j_train": d.j_train,
                 "diag_j_cv": d.j_cv, "diag_avoidable_bias": d.avoidable_bias,
-                "diag_variance": d.variance}.items() if np.isfinite(v)})
+                "diag_variance": d.variance, "diag_majority_error": d.majority_error,
+                "diag_reference_error": d.reference_error}.items() if np.isfinite(v)})
         self.write_report(iteration)
         return d
 
@@ -386,7 +484,7 @@ class Project:
                label_model: str | None = None, folds: int = 5,
                cluster_errors: bool = True, max_depth: int = 3, n_jobs: int | None = None,
                progress: Progress | None = None) -> ErrorReport:
-        """Error analysis of a run's val predictions (default: the latest run).
+        """Error analysis of a run's val predictions (default: :meth:`choose_run`'s).
 
         The ErrorReport is stored next to the run (``errors.json``), its counts on
         the MLflow run, the groups it found or fitted (slices, clusters, built-in
@@ -396,7 +494,7 @@ class Project:
         from loopml.errors.analysis import analyse_errors
         from loopml.groups import GroupStore
 
-        iteration = self.get_run(run_id) if run_id else self.latest_run()
+        iteration = self.choose_run(run_id).iteration
         store = GroupStore(self.state_dir)
         report = analyse_errors(iteration, self.dataset, self._current_split(),
                                 factory=self.factory, traits=self.trait_sources(),
@@ -484,6 +582,32 @@ class Project:
             raise RunNotFoundError(f"project {self.root} has no runs yet",
                                    hint="train one with 'loopml train'")
         return runs[-1]
+
+    def best_run(self) -> Iteration | None:
+        """The run with the lowest val error on the current data and split version.
+
+        The one ``loopml runs`` marks and ``diagnose`` / ``errors`` look at by
+        default. Runs on an older data or split version never compete: their val
+        part differs. None when no run is on the current versions.
+        """
+        return best_iteration(self.runs(), data_version=self.dataset.version,
+                              split_version=self.split.version)
+
+    def choose_run(self, run_id: str | None = None) -> ChosenRun:
+        """The run a verb looks at: ``run_id``'s, else the best run, else the latest.
+
+        The latest run stands in only when no run is on the current data and
+        split version; :meth:`ChosenRun.describe` says which was taken and why.
+        """
+        named = self.get_run(run_id) if run_id else self.latest_run()  # raises if none
+        data_version, split_version = self.dataset.version, self.split.version
+        if run_id:
+            return ChosenRun(named, RunPick.GIVEN, data_version, split_version)
+        best = best_iteration(self.runs(), data_version=data_version,
+                              split_version=split_version)
+        if best is not None:
+            return ChosenRun(best, RunPick.BEST, data_version, split_version)
+        return ChosenRun(named, RunPick.LATEST, data_version, split_version)
 
     def runs(self) -> list[Iteration]:
         """Every recorded iteration, oldest first."""

@@ -138,6 +138,9 @@ class Scope(_Strict):
     task: Task = Field(description="classification or regression")
     data: DataSpec
     metric: str = Field(description="the metric every candidate is judged by")
+    balance: bool = Field(False, description="weight classes inversely to their frequency "
+                          "in every family's loss; init turns it on for rare classes "
+                          "(regression ignores it)")
     baseline: Baseline | None = Field(None, description="human-level or reference "
                                       "performance; none: diagnosis estimates one")
     target_performance: float | None = Field(None, description="the metric value at which "
@@ -262,14 +265,17 @@ def _comment(text: str | None, indent: str) -> list[str]:
     return [f"{indent}# {text}"] if text else []
 
 
-def _render(model: BaseModel, indent: str = "") -> list[str]:
+def _render(model: BaseModel, indent: str = "", notes: dict[str, str] | None = None,
+            prefix: str = "") -> list[str]:
     out: list[str] = []
+    notes = notes or {}
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         out += _comment(field.description, indent)
+        out += _comment(notes.get(prefix + name), indent)
         if isinstance(value, BaseModel):
             out.append(f"{indent}{name}:")
-            out += _render(value, indent + "  ")
+            out += _render(value, indent + "  ", notes, prefix=f"{prefix}{name}.")
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
             out.append(f"{indent}{name}:")
             out += [f"{indent}  - " + yaml.safe_dump(
@@ -286,12 +292,30 @@ def _render(model: BaseModel, indent: str = "") -> list[str]:
     return out
 
 
-def render_scope(scope: Scope) -> str:
+def render_scope(scope: Scope, *, notes: dict[str, str] | None = None) -> str:
+    """loopml.yaml's text: every key under its description.
+
+    ``notes`` adds a comment above a key on why it holds its value, by the
+    key's dotted path (``{"metric": "chosen by init: ..."}``), so a choice
+    made for the user is explained where the user will change it.
+    """
+    unknown = sorted(set(notes or {}) - set(_key_paths(Scope)))
+    if unknown:
+        raise ValueError(f"notes name keys the scope does not have: {', '.join(unknown)}")
     header = ["# loopml scope: what this project is, what it learns from, and how it is judged.",
               "# Edit freely; 'loopml train' re-reads it. Unknown keys are refused by name."]
-    return "\n".join(header + _render(scope)) + "\n"
+    return "\n".join(header + _render(scope, notes=notes)) + "\n"
 
 
-def write_scope(scope: Scope, file: Path) -> None:
-    """Write atomically, so a crash never leaves half a scope."""
-    write_text_atomic(file, render_scope(scope))
+def _key_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        paths.append(prefix + name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            paths += _key_paths(field.annotation, f"{prefix}{name}.")
+    return paths
+
+
+def write_scope(scope: Scope, file: Path, *, notes: dict[str, str] | None = None) -> None:
+    """Write atomically, so a crash never leaves half a scope (``notes``: see render_scope)."""
+    write_text_atomic(file, render_scope(scope, notes=notes))

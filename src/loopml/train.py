@@ -4,11 +4,17 @@ Fitting (:func:`fit_candidate`) is kept apart from recording
 (:func:`record_iteration`) so fits can run in parallel workers while one
 process writes the store. Reports are built elsewhere (:mod:`loopml.report`),
 from what a recorded iteration leaves behind.
+
+Recording also stores the majority reference (``<part>_chance_<metric>``: the
+score of a model that learned only the class balance or the mean) and the
+warnings that save a day (:func:`run_warnings`): a feature that leaks the
+target, a run no better than the majority reference, a perfect score.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,12 +23,21 @@ import numpy as np
 import pandas as pd
 
 from loopml.data.dataset import Dataset
+from loopml.data.leakage import DataWarning, WarningKind, find_leakage
 from loopml.data.sampling import subsample
 from loopml.data.split import Split
 from loopml.exceptions import LoopmlError
 from loopml.iteration import Iteration
-from loopml.metrics import evaluate
+from loopml.metrics import METRICS, Metric, chance_scores, evaluate
 from loopml.track import Tracker
+
+#: a run whose val error is not lower than the majority reference's by more than
+#: this (in the metric's unit; a share of the reference's error for unbounded
+#: metrics such as rmse) learned nothing from the features
+CHANCE_TOLERANCE = 0.01
+#: a perfect score on fewer examples of a part is no evidence of leakage (a model
+#: right 97% of the time gets all 22 of iris's val examples right half the time)
+MIN_PERFECT_ROWS = 50
 
 
 @dataclass
@@ -112,8 +127,10 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
     """
     predictions = predict_parts(fit.estimator, dataset, split, ("train", "val"),
                                 train_ids=fit.train_ids)
-    metrics = score_parts(predictions, dataset.task, list(fit.estimator.classes_)
-                          if dataset.task == "classification" else [])
+    classes = list(fit.estimator.classes_) if dataset.task == "classification" else []
+    metrics = score_parts(predictions, dataset.task, classes)
+    metrics.update(chance_metrics(dataset, split, metric, classes=classes,
+                                  train_ids=fit.train_ids))
     params = _params(fit.estimator)
     all_tags = {"loopml.architecture": fit.architecture, "loopml.data_version": dataset.version,
                 "loopml.split_version": split.version, "loopml.seed": str(seed), **(tags or {})}
@@ -125,8 +142,97 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
             duration_s=round(fit.seconds, 3),
             n_train=len(split.ids("train") if fit.train_ids is None else fit.train_ids),
             tags=dict(tags or {}), seed=seed, path=run.local_dir)
+        iteration.save_predictions(predictions)
+        iteration.warnings = [w.message for w in find_leakage(dataset, split, seed=seed)
+                              + run_warnings(iteration, parts=("val",))]
         run.log(params=params, metrics={**metrics, "fit_seconds": fit.seconds})
         run.save_model(fit.estimator, schema=dataset.schema())
-        iteration.save_predictions(predictions)
         iteration.save()
     return iteration
+
+
+def chance_metrics(dataset: Dataset, split: Split, metric: str, *, classes: list,
+                   train_ids: pd.Index | None = None) -> dict[str, float]:
+    """The majority reference on train and val, named ``<part>_chance_<metric>``.
+
+    The reference learns the class balance (or mean) of the rows the run was
+    fitted on, so the two are compared on equal terms.
+    """
+    train = split.ids("train") if train_ids is None else train_ids
+    out: dict[str, float] = {}
+    for part, ids in (("train", train), ("val", split.ids("val"))):
+        if len(ids) == 0 or len(train) == 0:
+            continue
+        scores = chance_scores(dataset.task, dataset.y(train), dataset.y(ids),
+                               classes=classes or None)
+        if metric in scores:
+            out[f"{part}_chance_{metric}"] = scores[metric]
+    return out
+
+
+def run_warnings(iteration: Iteration, *, parts: tuple[str, ...] = ("val", "test"),
+                 sizes: Mapping[str, int] | None = None) -> list[DataWarning]:
+    """What makes a run's scores misleading, read from its own metrics.
+
+    A val score no better than the majority reference (``val_chance_<metric>``)
+    means the run learned nothing from the features; a perfect score on the
+    parts in ``parts`` it was scored on almost always means the target leaked
+    into a feature, or examples are shared between train and those parts,
+    once the part is large enough for that to be more than luck. ``sizes``
+    counts the examples per part (default: the stored predictions).
+    """
+    metric = METRICS[iteration.metric]
+    out = []
+    value = iteration.metrics.get(f"val_{metric.name}")
+    chance = iteration.metrics.get(f"val_chance_{metric.name}")
+    if value is not None and chance is not None and _no_better(value, chance, metric):
+        reference = ("predicting the class balance alone" if metric.task == "classification"
+                     else "predicting the training mean alone")
+        out.append(DataWarning(
+            WarningKind.MAJORITY_LEVEL, figure=value, measure=metric.name,
+            message=f"{iteration.architecture} scores val {metric.name} {_fmt(value)}; "
+                    f"{reference} scores {_fmt(chance)}: it learned nothing from the features"))
+    scores = {part: iteration.metrics.get(f"{part}_{metric.name}") for part in parts}
+    perfect = [p for p, score in scores.items()
+               if score is not None and metric.error(score) <= 1e-9]
+    if perfect:  # a perfect score on a handful of examples is luck, not a sign of leakage
+        sizes = sizes if sizes is not None else iteration.predictions()["part"].value_counts()
+        perfect = [p for p in perfect if sizes.get(p, 0) >= MIN_PERFECT_ROWS]
+    if perfect:
+        score, where = scores[perfect[0]], " and ".join(perfect)
+        counted = " + ".join(f"{sizes[p]} {p}" for p in perfect)
+        out.append(DataWarning(
+            WarningKind.PERFECT_SCORE, figure=score, measure=metric.name,
+            message=f"{iteration.architecture} scores a perfect {where} {metric.name} "
+                    f"({_fmt(score)} on {counted} examples): check for leakage, a feature "
+                    f"derived from the target or examples shared between train and {where}"))
+    return out
+
+
+def note_test_scores(iteration: Iteration, sizes: Mapping[str, int]) -> list[str]:
+    """Bring a run's warnings up to date once it has a test score; returns the new ones.
+
+    A perfect val score's warning becomes one about val and test together.
+    """
+    def perfect(parts: tuple[str, ...]) -> list[str]:
+        return [w.message for w in run_warnings(iteration, parts=parts, sizes=sizes)
+                if w.kind is WarningKind.PERFECT_SCORE]
+
+    before = perfect(("val",))
+    new = [m for m in perfect(("val", "test")) if m not in iteration.warnings]
+    iteration.warnings = [m for m in iteration.warnings if m not in before or not new] + new
+    return new
+
+
+def _no_better(value: float, chance: float, metric: Metric) -> bool:
+    """Whether a score is within the tolerance of the majority reference, or worse."""
+    chance_error = metric.error(chance)
+    bounded = np.isfinite(metric.lower) and np.isfinite(metric.upper)
+    tolerance = CHANCE_TOLERANCE if bounded else CHANCE_TOLERANCE * abs(chance_error)
+    if metric.name == "r2":  # unbounded below, but its unit is a share of variance
+        tolerance = CHANCE_TOLERANCE
+    return chance_error > 1e-9 and metric.error(value) >= chance_error - tolerance
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.5g}"

@@ -4,6 +4,12 @@ Each rule is a row: the action, when it applies (a score from the evidence,
 or None), and why (a sentence with the numbers). The ranking is the scores'
 order, so a reader can check every recommendation against this table, and a
 new rule is one new row, not an ``if`` hidden somewhere else.
+
+A rule never contradicts the evidence it cites: a remedy that turns a knob
+applies only where that knob's validation curve points its way (or was not
+measured), "more data" only where the learning curve still falls (or was not
+measured). A curve that says otherwise drops the rule, it does not just
+lower its score.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from loopml.diagnose.evidence import Advice, AdviceAction, CurveSetting, Evidence, Verdict
+from loopml.metrics import MAJORITY_FRIENDLY, METRICS
 
 if TYPE_CHECKING:
     from loopml.diagnose.diagnosis import Diagnosis
@@ -30,12 +37,29 @@ class Rule:
     evidence: Callable[[Diagnosis], Evidence]
 
 
-def _bias(d: Diagnosis, weight: float) -> float | None:
-    return d.avoidable_bias * weight if d.verdict in BIAS else None
+def _bias(d: Diagnosis, weight: float | None) -> float | None:
+    return None if weight is None or d.verdict not in BIAS else d.avoidable_bias * weight
 
 
-def _variance(d: Diagnosis, weight: float) -> float | None:
-    return d.variance * weight if d.verdict in VARIANCE else None
+def _variance(d: Diagnosis, weight: float | None) -> float | None:
+    return None if weight is None or d.verdict not in VARIANCE else d.variance * weight
+
+
+def _knob(d: Diagnosis, knob: str, wanted: CurveSetting, *, agrees: float,
+          unmeasured: float) -> float | None:
+    """A knob remedy's weight: ``agrees`` where the curve points its way, ``unmeasured``
+    where there is no judged curve, None (dropped) where the curve says otherwise."""
+    setting = _setting(d, knob)
+    if setting is None:
+        return unmeasured
+    return agrees if setting is wanted else None
+
+
+def _data_weight(d: Diagnosis) -> float | None:
+    """More data: 2 where the learning curve still falls, 1 unmeasured, else dropped."""
+    if d.learning_curve is None:
+        return 1.0
+    return 2.0 if d.more_data_helps else None
 
 
 def _fits_worse(d: Diagnosis) -> str:
@@ -84,9 +108,13 @@ def _with_curve(numbers: Evidence, d: Diagnosis, knob: str | None) -> Evidence:
 
 
 def _data_numbers(d: Diagnosis) -> Evidence:
-    """The gap, and what the learning curve says about twice (or enough) data."""
+    """The gap, and what the learning curve says about twice (or enough) data.
+
+    An extrapolation that is not reliable cites no count of examples needed.
+    """
     curve = d.learning_curve
-    needed = None if curve is None else curve.extrapolation.examples_needed
+    fit = None if curve is None else curve.extrapolation
+    needed = None if fit is None or not fit.reliable else fit.examples_needed
     return replace(_variance_numbers(d), n_train=d.n_train,
                    gain_from_doubling=d.gain_from_doubling, examples_needed=needed)
 
@@ -95,14 +123,76 @@ def _reach_numbers(d: Diagnosis) -> Evidence:
     return Evidence(j_cv=d.j_cv, reach_error=d.reach_error)
 
 
+def _look_at_errors(d: Diagnosis) -> str:
+    if d.verdict != Verdict.at_target:
+        return ("the groups of examples the model gets wrong show where the next point of "
+                "error is")
+    where = ("is already below" if d.j_cv < d.reach_error else "is within reach of")
+    return (f"val error {d.j_cv:.4g} {where} the {d.reach_name} {d.reach_error:.4g}; what "
+            "is left is in specific examples")
+
+
+# --- no signal: the model learned nothing beyond the class balance (or the mean) ---------
+
+def _no_signal(d: Diagnosis, score: float, *, classification: bool = False) -> float | None:
+    if d.verdict != Verdict.no_signal or (classification and d.is_regression):
+        return None
+    return score
+
+
+def _majority_numbers(d: Diagnosis) -> Evidence:
+    return Evidence(j_cv=d.j_cv, metric=d.metric, majority_error=d.majority_error,
+                    signal=d.signal)
+
+
+def _not_beyond(d: Diagnosis) -> str:
+    return (f"val error {d.j_cv:.4g} is not below the {d.majority_label} reference's "
+            f"{d.majority_error:.4g} ({d.metric}, same folds)")
+
+
+def _fair_metrics(d: Diagnosis) -> str:
+    names = [m.name for m in METRICS.values()
+             if m.task == "classification" and m.name not in MAJORITY_FRIENDLY]
+    return ", ".join(names)
+
+
 RULES: list[Rule] = [
+    Rule(AdviceAction.try_reference, "Try the reference architecture",
+         lambda d: _no_signal(d, 1.2) if d.reference_learns else None,
+         lambda d: (_not_beyond(d) + f", but the {d.reference_architecture} reference "
+                    f"reaches {d.reference_error:.4g}: the inputs do carry signal that "
+                    f"{d.reference_architecture} finds"),
+         lambda d: replace(_majority_numbers(d), reference_architecture=d.reference_architecture,
+                           reference_error=d.reference_error)),
+    Rule(AdviceAction.change_metric, "Use a metric the majority class cannot win",
+         lambda d: _no_signal(d, 1.0, classification=True) if d.metric in MAJORITY_FRIENDLY
+         else None,
+         lambda d: (f"{d.metric} rewards predicting the majority class: the majority-class "
+                    f"reference alone has val error {d.majority_error:.4g}, this model "
+                    f"{d.j_cv:.4g}; {_fair_metrics(d)} show whether a model separates the "
+                    "classes"),
+         _majority_numbers),
+    Rule(AdviceAction.balance_classes, "Weight the rare classes (class weights)",
+         lambda d: _no_signal(d, 0.7, classification=True),
+         lambda d: (_not_beyond(d) + ": it predicts what the class balance predicts; class "
+                    "weights make a mistake on a rare class cost as much as the common ones "
+                    "together"),
+         _majority_numbers),
+    Rule(AdviceAction.check_features, "Check the features",
+         lambda d: _no_signal(d, 0.5),
+         lambda d: (_not_beyond(d) + f": it learned nothing beyond {d.majority_name}; check "
+                    "that the inputs are the intended columns, joined on the right keys, "
+                    "and related to the target at all"),
+         _majority_numbers),
+    # --- high bias -------------------------------------------------------------------------
     Rule(AdviceAction.bigger_model, "Use a bigger model (raise size)",
-         lambda d: _bias(d, 2.0 if _setting(d, "size") == CurveSetting.too_small else 1.0),
+         lambda d: _bias(d, _knob(d, "size", CurveSetting.too_small, agrees=2.0,
+                                  unmeasured=1.0)),
          lambda d: _fits_worse(d) + _curve_note(d, "size"),
          lambda d: _bias_numbers(d, "size")),
     Rule(AdviceAction.less_regularization, "Regularize less (lower reg)",
-         lambda d: _bias(d, 2.0 if _setting(d, "reg") == CurveSetting.over_regularized
-                         else 0.8),
+         lambda d: _bias(d, _knob(d, "reg", CurveSetting.over_regularized, agrees=2.0,
+                                  unmeasured=0.8)),
          lambda d: _fits_worse(d) + _curve_note(d, "reg"),
          lambda d: _bias_numbers(d, "reg")),
     Rule(AdviceAction.more_features, "Add features (or richer ones)",
@@ -114,29 +204,30 @@ RULES: list[Rule] = [
          lambda d: _fits_worse(d) + "; a pretrained encoder brings features learned on far "
                                     "more data",
          _bias_numbers),
+    # --- high variance ---------------------------------------------------------------------
     Rule(AdviceAction.more_data, "Collect more data of the same kind",
-         lambda d: _variance(d, 2.0 if d.more_data_helps else 0.3),
+         lambda d: _variance(d, _data_weight(d)),
          lambda d: _generalizes_worse(d) + "; learning curve: " + d.learning_message,
          _data_numbers),
     Rule(AdviceAction.more_regularization, "Regularize more (raise reg)",
-         lambda d: _variance(d, 2.0 if _setting(d, "reg") == CurveSetting.under_regularized
-                             else 1.0),
+         lambda d: _variance(d, _knob(d, "reg", CurveSetting.under_regularized, agrees=2.0,
+                                      unmeasured=1.0)),
          lambda d: _generalizes_worse(d) + _curve_note(d, "reg"),
          lambda d: _variance_numbers(d, "reg")),
     Rule(AdviceAction.smaller_model, "Use a smaller model (lower size)",
-         lambda d: _variance(d, 1.0 if _setting(d, "size") == CurveSetting.too_big else 0.5),
+         lambda d: _variance(d, _knob(d, "size", CurveSetting.too_big, agrees=1.0,
+                                      unmeasured=0.5)),
          lambda d: _generalizes_worse(d) + _curve_note(d, "size"),
          lambda d: _variance_numbers(d, "size")),
     Rule(AdviceAction.fewer_features, "Use fewer features",
          lambda d: _variance(d, 0.4),
          lambda d: _generalizes_worse(d) + "; fewer inputs leave less to overfit",
          _variance_numbers),
+    # --- any verdict with signal -----------------------------------------------------------
     Rule(AdviceAction.error_analysis, "Look at the errors first",
-         lambda d: 1.0 if d.verdict == Verdict.at_target else 0.2 * max(d.gap_to_reach, 0.0),
-         lambda d: (f"val error {d.j_cv:.4g} is within reach of {d.reach_error:.4g}; what is "
-                    "left is in specific examples" if d.verdict == Verdict.at_target else
-                    "the groups of examples the model gets wrong show where the next point "
-                    "of error is"),
+         lambda d: (None if d.verdict == Verdict.no_signal else 1.0
+                    if d.verdict == Verdict.at_target else 0.2 * max(d.gap_to_reach, 0.0)),
+         _look_at_errors,
          _reach_numbers),
 ]
 

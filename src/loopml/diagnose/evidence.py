@@ -17,12 +17,18 @@ from typing import Any
 
 
 class Verdict(StrEnum):
-    """What the gaps between baseline, J_train and J_cv say."""
+    """What the gaps between baseline, J_train and J_cv say.
+
+    ``no_signal`` comes first: a model whose val error is not beyond the
+    majority-class (or mean) reference learned nothing from its inputs, and no
+    gap to a baseline says anything useful about it.
+    """
 
     high_bias = "high_bias"
     high_variance = "high_variance"
     both = "both"
     at_target = "at_target"
+    no_signal = "no_signal"
 
 
 class CurveSetting(StrEnum):
@@ -53,7 +59,11 @@ class Evidence:
     so ``advice.evidence.gain_from_doubling == diagnosis.gain_from_doubling``.
     ``knob``, ``setting``, ``current``, ``current_error``, ``best`` and
     ``best_error`` come from the validation curve the item relies on;
-    ``examples_needed`` is infinite where more data will not reach the target.
+    ``examples_needed`` is infinite where more data will not reach the target,
+    and None where the learning curve gives no reliable estimate.
+    ``majority_error`` is the majority-class (or mean) reference's val error,
+    ``signal`` how far J_cv is below it; ``reference_error`` the val error of
+    ``reference_architecture``, the strong reference from another family.
     """
 
     j_train: float | None = None
@@ -71,6 +81,11 @@ class Evidence:
     current_error: float | None = None
     best: float | None = None
     best_error: float | None = None
+    metric: str | None = None
+    majority_error: float | None = None
+    signal: float | None = None
+    reference_architecture: str | None = None
+    reference_error: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The cited numbers only (NaN kept; ``json_ready`` writes it as null)."""
@@ -89,7 +104,7 @@ class Evidence:
             if f.name not in data:
                 continue
             value = data[f.name]
-            if f.name == "knob":
+            if f.name in ("knob", "metric", "reference_architecture"):
                 values[f.name] = str(value)
             elif f.name == "setting":
                 values[f.name] = None if value is None else CurveSetting(value)
@@ -114,6 +129,10 @@ class AdviceAction(StrEnum):
     smaller_model = "smaller_model"
     fewer_features = "fewer_features"
     error_analysis = "error_analysis"
+    change_metric = "change_metric"
+    try_reference = "try_reference"
+    balance_classes = "balance_classes"
+    check_features = "check_features"
 
 
 @dataclass

@@ -20,6 +20,8 @@ from loopml.diagnose.curves import CurvePoint
 from loopml.diagnose.evidence import number, optional_number
 
 DRAWS = 400
+#: a count of examples needed beyond this many times the data is no estimate at all
+MAX_REACH = 100.0
 
 
 def _power_law(n, a, b, c):
@@ -28,7 +30,14 @@ def _power_law(n, a, b, c):
 
 @dataclass
 class Extrapolation:
-    """What the learning curve says about adding more data of the same kind."""
+    """What the learning curve says about adding more data of the same kind.
+
+    ``reliable`` is False when the count of examples needed is not worth
+    printing: its interval is unbounded or undefined, it lies beyond
+    :data:`MAX_REACH` times the data, or the fit's uncertainty is unknown.
+    ``examples_needed`` still holds the point estimate, for a reader that
+    wants it; the message says "no reliable estimate" instead of the number.
+    """
 
     fitted: bool
     a: float = float("nan")
@@ -40,29 +49,34 @@ class Extrapolation:
     flattened: bool = False
     slope_per_doubling: float = float("nan")
     message: str = ""
+    reliable: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"fitted": self.fitted, "a": self.a, "b": self.b, "asymptote": self.asymptote,
                 "target_error": self.target_error, "examples_needed": self.examples_needed,
                 "interval": list(self.interval) if self.interval else None,
                 "flattened": self.flattened, "slope_per_doubling": self.slope_per_doubling,
-                "message": self.message}
+                "message": self.message, "reliable": self.reliable}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Extrapolation:
         """Read :meth:`to_dict`'s JSON: a null count of examples needed is infinity.
 
-        (It is None only when nothing was asked: no fit, or no target error.)
+        (It is None only when nothing was asked: no fit, or no target error.) A
+        file from before ``reliable`` was stored is judged from its interval.
         """
         fitted, target = bool(data["fitted"]), optional_number(data["target_error"])
         needed = data["examples_needed"]
         asked = fitted and target is not None
         interval = data["interval"]
-        return cls(fitted, number(data["a"]), number(data["b"]), number(data["asymptote"]),
-                   target, _count(needed) if asked or needed is not None else None,
-                   None if interval is None else (_count(interval[0]), _count(interval[1])),
-                   bool(data["flattened"]), number(data["slope_per_doubling"]),
-                   str(data["message"]))
+        out = cls(fitted, number(data["a"]), number(data["b"]), number(data["asymptote"]),
+                  target, _count(needed) if asked or needed is not None else None,
+                  None if interval is None else (_count(interval[0]), _count(interval[1])),
+                  bool(data["flattened"]), number(data["slope_per_doubling"]),
+                  str(data["message"]))
+        out.reliable = (bool(data["reliable"]) if "reliable" in data
+                        else _unreliable(out, None) is None)
+        return out
 
 
 def _count(value: Any) -> float:
@@ -99,7 +113,8 @@ class LearningCurve:
 def _needed(a: float, b: float, c: float, target: float) -> float:
     if target <= c or a <= 0 or b <= 0:
         return float("inf")
-    return float((a / (target - c)) ** (1 / b))
+    with np.errstate(over="ignore"):  # a flat draw needs more examples than a float holds
+        return float(np.power(a / (target - c), 1 / b))
 
 
 def extrapolate(sizes: np.ndarray, errors: np.ndarray, *, target_error: float | None,
@@ -134,11 +149,43 @@ def extrapolate(sizes: np.ndarray, errors: np.ndarray, *, target_error: float | 
         rng = np.random.default_rng(seed)
         draws = rng.multivariate_normal(params, cov, size=DRAWS, check_valid="ignore")
         needed = np.array([_needed(*d, target_error) for d in draws])
-        with np.errstate(invalid="ignore"):  # draws beyond reach are infinite, on purpose
-            low, high = np.percentile(needed, [10, 90])
+        # order statistics, not interpolation: draws beyond reach are infinite, on purpose,
+        # and interpolating between two of them gives NaN
+        low = float(np.percentile(needed, 10, method="lower"))
+        high = float(np.percentile(needed, 90, method="higher"))
         out.interval = (_count(low), _count(high))
-    out.message = _message(out, sizes[-1])
+    reason = _unreliable(out, float(sizes[-1]))
+    out.reliable = reason is None
+    out.message = _message(out, sizes[-1]) if reason is None else _no_estimate(out, reason)
     return out
+
+
+def _unreliable(out: Extrapolation, n_max: float | None) -> str | None:
+    """Why the count of examples needed is no estimate worth printing (None: it is one)."""
+    needed = out.examples_needed
+    if not out.fitted or needed is None:
+        return None  # nothing was estimated, so nothing is misleading
+    if n_max is not None and needed <= n_max:
+        return None  # already reached: no extrapolation involved
+    if not np.isfinite(needed):  # "never": believable when the draws, or the data, agree
+        low = out.interval[0] if out.interval else None
+        if (low is not None and np.isinf(low)) or (low is None and out.flattened):
+            return None
+        return "the fit cannot tell whether more data reaches it at all"
+    if out.interval is None:
+        return "the fit's uncertainty could not be computed"
+    if not np.isfinite(out.interval[1]):
+        return "the 80% interval of the examples needed is unbounded"
+    if n_max is not None and needed > MAX_REACH * n_max:
+        return f"it would take over {MAX_REACH:.0f} times today's {n_max:,.0f} examples"
+    return None
+
+
+def _no_estimate(out: Extrapolation, reason: str) -> str:
+    return (f"no reliable estimate of the examples that would reach the target error "
+            f"{out.target_error:.4g} ({reason}); " +
+            ("the curve has flattened" if out.flattened else
+             f"val error fell by {out.slope_per_doubling:.4g} over the last doubling"))
 
 
 def _flat_message(out: Extrapolation, n_max: float) -> str:
@@ -153,15 +200,13 @@ def _flat_message(out: Extrapolation, n_max: float) -> str:
 def _message(out: Extrapolation, n_max: float) -> str:
     target = out.target_error
     if out.examples_needed is not None and out.examples_needed <= n_max:
-        return f"the target error {target:.4g} is already within reach at {n_max:.0f} examples"
+        return (f"the fitted curve already reaches the target error {target:.4g} at "
+                f"{n_max:.0f} examples")
     if not np.isfinite(out.examples_needed or np.inf):
         return (f"more data of the same kind will not reach the target error {target:.4g}: "
                 f"the curve levels off at {out.asymptote:.4g}" +
                 (" and has already flattened" if out.flattened else ""))
-    interval = ""
-    if out.interval:
-        low, high = out.interval
-        interval = (f" (80% interval {low:,.0f} to " +
-                    ("unbounded" if not np.isfinite(high) else f"{high:,.0f}") + ")")
+    low, high = out.interval or (out.examples_needed, out.examples_needed)
     return (f"about {out.examples_needed:,.0f} training examples would reach the target "
-            f"error {target:.4g}{interval}, against {n_max:.0f} now")
+            f"error {target:.4g} (80% interval {low:,.0f} to {high:,.0f}), against "
+            f"{n_max:.0f} now")

@@ -12,7 +12,7 @@ from loopml.diagnose.diagnosis import Diagnosis
 from loopml.diagnose.evidence import Verdict
 
 COLOURS = {Verdict.high_bias: "yellow", Verdict.high_variance: "magenta", Verdict.both: "red",
-           Verdict.at_target: "green"}
+           Verdict.at_target: "green", Verdict.no_signal: "bright_red"}
 
 
 def _pm(value: float, band: float | None) -> str:
@@ -21,6 +21,19 @@ def _pm(value: float, band: float | None) -> str:
     if band is None or not math.isfinite(band):
         return f"{value:.4g}"
     return f"{value:.4g} ± {band:.2g}"
+
+
+def reference_rows(d: Diagnosis) -> list[tuple[str, str, str]]:
+    """The two references every verdict is read against, as (quantity, value, reads as)."""
+    majority = ("majority reference", _pm(d.majority_error, None),
+                f"learned only {d.majority_name}; same folds")
+    if d.reference_architecture:
+        strong = (f"reference ({d.reference_architecture})",
+                  _pm(d.reference_error, d.reference_band), "another family, at defaults")
+    else:
+        strong = ("reference", "-", "not fitted: the baseline comes from loopml.yaml"
+                  if not d.baseline_estimated else "no other family fits this data")
+    return [majority, strong]
 
 
 def show_diagnosis(d: Diagnosis, console: Console) -> None:
@@ -34,6 +47,7 @@ def show_diagnosis(d: Diagnosis, console: Console) -> None:
     numbers.add_column("value", justify="right")
     numbers.add_column("reads as")
     rows = [("baseline error", _pm(d.baseline_error, None), d.baseline_source),
+            *reference_rows(d),
             ("J_train", _pm(d.j_train, d.j_train_band), f"trained on {d.n_train} examples"),
             ("J_cv", _pm(d.j_cv, d.j_cv_band), "held-out folds of train + val"),
             ("avoidable bias", _pm(d.avoidable_bias, d.bias_band), "J_train - baseline"),
@@ -44,6 +58,12 @@ def show_diagnosis(d: Diagnosis, console: Console) -> None:
     for row in rows:
         numbers.add_row(*row)
     console.print(numbers)
+    if d.planning is not None and d.planning.mode == "budget":
+        plan = d.planning
+        left = f"; left out: {', '.join(plan.left_out)}" if plan.left_out else ""
+        console.print(f"[bold]sweep:[/] budget {plan.budget_s:.0f}s, {plan.done_fits} of "
+                      f"{plan.planned_fits} planned fits of {d.architecture}{left} "
+                      "([bold]--full[/] runs the complete sweep)", highlight=False)
     if d.learning_curve is not None:
         console.print(f"[bold]learning curve:[/] {d.learning_message}")
     for knob, curve in d.validation_curves.items():

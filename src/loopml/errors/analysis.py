@@ -7,6 +7,13 @@ only when significant after correcting for every slice tried), cluster the
 errors of images and text in a pretrained encoder's space, and flag labels
 that look wrong, so a slice of bad labels is not mistaken for a weak model.
 
+Slices and traits are defined on inputs only (features, metadata, origin,
+words, traits that read those): a group named by the label, such as
+``churn = yes``, says only that the model errs on one class, which no model
+can use at prediction time. The label's part is the confused pairs'. Label
+issues are judged by the best run's architecture (or ``label_model``), and
+withheld when that judge is no better than the majority reference.
+
 Every group comes out as a definition (:mod:`loopml.groups`) that applies to
 any rows: built-in traits use cut-offs fitted on the train part once per
 project (kept in the group store and reused), clusters keep their encoder and
@@ -48,7 +55,11 @@ from loopml.groups import (
     Group,
     GroupKind,
     Groups,
+    MissingTrait,
+    PythonTrait,
+    RangeTrait,
     Rows,
+    ScopeTrait,
     SliceGroup,
     TraitSources,
     fit_builtin_traits,
@@ -57,7 +68,7 @@ from loopml.groups import (
 from loopml.groups.builtin import builtin_names
 from loopml.groups.rows import origin_column
 from loopml.groups.slice import WORD_PREFIX
-from loopml.iteration import Iteration
+from loopml.iteration import Iteration, best_iteration
 from loopml.models.registry import EstimatorFactory
 from loopml.progress import Progress, no_progress
 
@@ -84,7 +95,9 @@ def analyse_errors(iteration: Iteration, dataset: Dataset, split: Split, *,
     ``groups`` are the project's stored groups: built-in traits use the
     cut-offs stored there (fitted on train now when there are none), and the
     report's history re-scores the stored slices (with this run's new ones)
-    on ``runs``. Nothing is written: the caller stores the report and
+    on ``runs``. The best of ``runs`` on this data and split judges the labels
+    (its architecture and settings), unless ``label_model`` names a judge.
+    Nothing is written: the caller stores the report and
     :meth:`ErrorReport.groups_to_keep`.
     """
     report_step = progress or no_progress
@@ -101,11 +114,11 @@ def analyse_errors(iteration: Iteration, dataset: Dataset, split: Split, *,
 
     step("traits")
     builtin = _builtin_traits(dataset, split, groups, kind, seed=seed, notes=notes)
-    found = compute_traits(rows, [*traits.definitions(), *builtin])
+    found = _inputs_only(compute_traits(rows, [*traits.definitions(), *builtin]), rows, notes)
     step("label issues")
     issues, check = _label_issues(dataset, split, iteration, scorer, classes, factory=factory,
-                                  seed=seed, enabled=label_issues, label_model=label_model,
-                                  folds=folds, n_jobs=n_jobs)
+                                  runs=runs or [iteration], seed=seed, enabled=label_issues,
+                                  label_model=label_model, folds=folds, n_jobs=n_jobs)
     flagged = scorer.ids.isin(issues.loc[issues["part"] == "val", "id"]) \
         if len(issues) else np.zeros(len(ids), bool)
     p_values = trait_p_values(scorer, [t.mask.to_numpy(dtype=bool) for t in found])
@@ -117,7 +130,7 @@ def analyse_errors(iteration: Iteration, dataset: Dataset, split: Split, *,
     slice_frame, trait_columns = _slice_frame(rows, found, kind)
     slices = _slices(scorer, slice_frame, trait_columns, flagged, max_depth=max_depth) \
         if scorer.is_error.any() else []
-    clusters: list[GroupStat] = []
+    clusters: list[GroupStat] | None = None
     if cluster_errors and kind in ("image", "text") and scorer.is_error.any():
         step("embedding clusters")
         clusters = _clusters(scorer, rows, found, flagged, notes)
@@ -129,12 +142,12 @@ def analyse_errors(iteration: Iteration, dataset: Dataset, split: Split, *,
         n_errors=int(scorer.is_error.sum()), error=scorer.base_error,
         errors=_error_rows(scorer, rows.frame, dataset, found, issues),
         traits=sorted(trait_stats, key=lambda g: (-g.ceiling, g.name)), pairs=pairs,
-        slices=slices, clusters=clusters,
+        slices=slices, clusters=clusters or [],
         label_issues=[LabelIssue(**r) for r in issues.to_dict("records")],
-        label_check=check, notes=notes, modality=kind)
+        label_check=check, notes=notes, modality=kind, clusters_searched=clusters is not None)
     if kind == "image" and report.errors:
         wanted = [e.id for e in report.errors[:MAX_THUMBS]]
-        wanted += [i for c in clusters for i in c.examples]
+        wanted += [i for c in report.clusters for i in c.examples]
         report.thumbnails = _thumbnails(dataset, list(dict.fromkeys(wanted)))
     step("history")
     report.history = _history(runs or [iteration], report, groups, rows, found, notes, classes)
@@ -167,14 +180,17 @@ def _builtin_traits(dataset: Dataset, split: Split, groups: Groups, kind: str, *
 
 
 def _label_issues(dataset: Dataset, split: Split, iteration: Iteration, scorer: Scorer,
-                  classes: list, *, factory: EstimatorFactory, seed: int, enabled: bool,
-                  label_model: str | None, folds: int, n_jobs: int | None
-                  ) -> tuple[pd.DataFrame, LabelCheck]:
-    """Label issues from the run's own architecture, or from ``label_model``.
+                  classes: list, *, factory: EstimatorFactory, runs: list[Iteration],
+                  seed: int, enabled: bool, label_model: str | None, folds: int,
+                  n_jobs: int | None) -> tuple[pd.DataFrame, LabelCheck]:
+    """Label issues from a competent judge: the best run's architecture, or ``label_model``.
 
     A model that cannot represent a slice disagrees with its labels as firmly
-    as it would with wrong labels; judging labels with a more flexible
-    architecture (``--label-model gbt``) tells the two apart.
+    as it would with wrong labels, so the judge is the best model the project
+    has (or the one the user names, e.g. ``--label-model gbt``), not the run
+    under analysis. Its out-of-fold scores are measured against the majority
+    reference; a judge no better than that gets its list withheld, with the
+    reason in the check.
     """
     empty = pd.DataFrame(columns=["id", "part", "given", "suggested", "quality"])
     if not enabled:
@@ -182,43 +198,143 @@ def _label_issues(dataset: Dataset, split: Split, iteration: Iteration, scorer: 
     if dataset.task != "classification" or scorer.proba is None:
         return empty, LabelCheck(checked=False, why="label issues need class probabilities "
                                  "(classification)")
-    from loopml.errors.labels import find_label_issues, out_of_fold_proba
+    from loopml.errors.labels import class_flags, find_label_issues, judge_scores, weak_judge
 
-    train = dataset.ids.intersection(split.ids("train"))
-    if label_model is None:  # val probabilities are already out-of-sample for the run's model
-        oof = out_of_fold_proba(iteration.model(), dataset, train, classes, folds=folds,
-                                seed=seed, n_jobs=n_jobs)
-        ids = train.append(pd.Index(scorer.ids))
-        labels = np.concatenate([dataset.y(train), scorer.y_true])
-        proba = np.vstack([oof, scorer.proba])
-    else:
-        estimator = factory.make(label_model, quiet=True)
-        ids = train.append(pd.Index(scorer.ids, name=train.name))
-        labels = dataset.y(ids)
-        proba = out_of_fold_proba(estimator, dataset, ids, classes, folds=folds, seed=seed,
-                                  n_jobs=n_jobs)
+    judge, judge_name, judge_run, val_proba = _judge(dataset, split, iteration, scorer, classes,
+                                                     factory=factory, runs=runs,
+                                                     label_model=label_model)
+    if val_proba is not None:  # a judge at chance on val is not worth fitting on folds
+        on_val = judge_scores(scorer.y_true, val_proba, classes, metric=iteration.metric)
+        if why := weak_judge(on_val, judge_name, on="on val"):
+            return empty, LabelCheck(
+                checked=True, n_checked=len(scorer.ids), model=judge_name, judge_run=judge_run,
+                method="the judge's val probabilities only: a judge no better than the "
+                       "majority reference on val is not refitted on folds of train",
+                withheld=True, why=why, metric=on_val.metric, judge_error=on_val.judge_error,
+                majority_error=on_val.majority_error,
+                judge_balanced_accuracy=on_val.judge_balanced_accuracy,
+                chance_balanced_accuracy=on_val.chance_balanced_accuracy)
+    ids, labels, proba = _judged_proba(judge, dataset, split, scorer, classes, val_proba,
+                                       folds=folds, seed=seed, n_jobs=n_jobs)
     found = find_label_issues(ids, labels, proba, classes)
     val_ids = set(scorer.ids)
     found.insert(1, "part", ["val" if i in val_ids else "train" for i in found["id"]])
+    scores = judge_scores(labels, proba, classes, metric=iteration.metric)
+    withheld = weak_judge(scores, judge_name)
+    own = "" if val_proba is None else (
+        " for train and the run's own val probabilities" if judge_run == iteration.run_id
+        else f" for train and run {judge_run[:8]}'s val probabilities")
     check = LabelCheck(
-        checked=True, n_checked=len(ids), n_found=len(found), folds=folds,
-        model=label_model or iteration.architecture,
+        checked=True, n_checked=len(ids), n_found=len(found), folds=folds, model=judge_name,
         method="cleanlab confident learning (prune_by_noise_rate) on out-of-fold "
-               "probabilities" + ("" if label_model else " for train and the run's own val "
-                                  "probabilities"))
-    return found, check
+               "probabilities" + own,
+        judge_run=judge_run, withheld=withheld is not None, why=withheld, metric=scores.metric,
+        judge_error=scores.judge_error, majority_error=scores.majority_error,
+        judge_balanced_accuracy=scores.judge_balanced_accuracy,
+        chance_balanced_accuracy=scores.chance_balanced_accuracy,
+        per_class=class_flags(labels, found["given"].to_numpy(), classes))
+    return (empty if withheld else found), check
+
+
+def _judge(dataset: Dataset, split: Split, iteration: Iteration, scorer: Scorer, classes: list,
+           *, factory: EstimatorFactory, runs: list[Iteration], label_model: str | None
+           ) -> tuple[Any, str, str | None, np.ndarray | None]:
+    """The judge: (unfitted estimator, name, its run id, its val probabilities or None).
+
+    The best run on this data and split (or the analysed run when none
+    qualifies) was fitted on train only, so its val probabilities are already
+    out-of-sample and are reused; only train needs out-of-fold fits.
+    """
+    if label_model is not None:
+        return factory.make(label_model, quiet=True), label_model, None, None
+    best = best_iteration(runs, data_version=dataset.version,
+                          split_version=split.version) or iteration
+    proba = scorer.proba if best.run_id == iteration.run_id else _val_proba(best, scorer,
+                                                                            classes)
+    return best.model(), best.architecture, best.run_id, proba
+
+
+def _val_proba(run: Iteration, scorer: Scorer, classes: list) -> np.ndarray | None:
+    """``run``'s val probabilities in ``scorer``'s row order; None if it lacks some."""
+    preds = run.predictions()
+    val = preds[preds["part"] == "val"]
+    val = val.set_index(val["id"].astype(str))
+    columns = [f"proba:{c}" for c in classes]
+    if not all(c in val.columns for c in columns) or not scorer.ids.isin(val.index).all():
+        return None
+    return val.loc[scorer.ids, columns].to_numpy(dtype=float)
+
+
+def _judged_proba(judge: Any, dataset: Dataset, split: Split, scorer: Scorer, classes: list,
+                  val_proba: np.ndarray | None, *, folds: int, seed: int, n_jobs: int | None
+                  ) -> tuple[pd.Index, np.ndarray, np.ndarray]:
+    """Ids, labels and the judge's out-of-sample probabilities for train and val."""
+    from loopml.errors.labels import out_of_fold_proba
+
+    train = dataset.ids.intersection(split.ids("train"))
+    ids = train.append(pd.Index(scorer.ids, name=train.name))
+    if val_proba is None:
+        proba = out_of_fold_proba(judge, dataset, ids, classes, folds=folds, seed=seed,
+                                  n_jobs=n_jobs)
+        return ids, dataset.y(ids), proba
+    oof = out_of_fold_proba(judge, dataset, train, classes, folds=folds, seed=seed,
+                            n_jobs=n_jobs)
+    return ids, np.concatenate([dataset.y(train), scorer.y_true]), np.vstack([oof, val_proba])
+
+
+def _inputs_only(traits: list[Trait], rows: Rows, notes: list[str]) -> list[Trait]:
+    """The traits defined on inputs: one that reads the label is left out, with a note.
+
+    A trait over the target (``churn == 'yes'``) marks one class; its error
+    rate is a confused pair's, and no model can use it at prediction time.
+    """
+    kept, dropped = [], []
+    for t in traits:
+        (dropped if _reads_label(t.definition, rows) else kept).append(t)
+    if dropped:
+        names = ", ".join(f"'{t.name}'" for t in dropped)
+        notes.append(f"trait(s) {names} read the target '{rows.target}' and are left out of "
+                     "traits and slices: no model can use them; the confused pairs show how "
+                     "the model errs per class")
+    return kept
+
+
+def _reads_label(definition: Group, rows: Rows) -> bool:
+    """Whether a trait's membership needs the label column.
+
+    Tags hold ids, and image and text traits read pixels and words; a
+    built-in table trait names its columns. A trait from loopml.yaml or
+    traits.py is applied to the rows without the label: if it then fails, it
+    read the label.
+    """
+    target = rows.target
+    if isinstance(definition, MissingTrait):
+        return target in definition.columns
+    if isinstance(definition, RangeTrait):
+        return target in definition.ranges or target in definition.levels
+    if not isinstance(definition, ScopeTrait | PythonTrait) or target not in rows.frame:
+        return False
+    unlabelled = Rows.from_frame(rows.frame.drop(columns=[target]), like=rows.like)
+    try:
+        membership(definition, unlabelled)
+    except (LoopmlError, KeyError, ValueError, TypeError):
+        return True
+    return False
 
 
 def _slice_frame(rows: Rows, traits: list[Trait], kind: str
                  ) -> tuple[pd.DataFrame, dict[str, Group]]:
-    """Columns slices may name (readable features, metadata, the label, traits, words),
-    and the trait each trait column stands for."""
+    """Columns slices may name (readable features, metadata, origin, traits, words),
+    and the trait each trait column stands for.
+
+    Inputs only: never the label, the prediction or a trait that reads them
+    (``traits`` are already :func:`_inputs_only`).
+    """
     dataset = rows.like
     keep = [c for c, k in dataset.features.items()
             if k in ("numeric", "categorical") and kind != "image"]
-    keep += [m for m in dataset.metadata if m not in keep]
+    keep += [m for m in dataset.metadata if m not in keep and m != dataset.target]
     out = rows.frame[keep].copy()
-    out[dataset.target] = rows.readable(dataset.target)  # class labels: levels, never bins
     origin = origin_column(dataset)
     if origin in rows.frame.columns and rows.frame[origin].nunique() > 1:
         out[origin] = rows.frame[origin]  # e.g. collected examples erring more than the rest
@@ -265,7 +381,8 @@ def _slices(scorer: Scorer, frame: pd.DataFrame, trait_columns: dict[str, Group]
 
 
 def _clusters(scorer: Scorer, rows: Rows, traits: list[Trait], flagged: np.ndarray,
-              notes: list[str]) -> list[GroupStat]:
+              notes: list[str]) -> list[GroupStat] | None:
+    """The significant error clusters (maybe none); None when the encoder is unavailable."""
     from loopml.errors.clusters import find_clusters
 
     image = rows.modality == "image"
@@ -277,7 +394,7 @@ def _clusters(scorer: Scorer, rows: Rows, traits: list[Trait], flagged: np.ndarr
         vectors = rows.embeddings(str(encoder), size)
     except (LoopmlError, ImportError, OSError) as exc:
         notes.append(f"embedding clusters skipped: {exc}")
-        return []
+        return None
     describe = pd.DataFrame({"label": scorer.y_true.astype(str),
                              "predicted": scorer.y_pred.astype(str)})
     for t in traits:
@@ -328,8 +445,12 @@ def _history(runs: list[Iteration], report: ErrorReport, groups: Groups, rows: R
              traits: list[Trait], notes: list[str], classes: list) -> list[GroupHistory]:
     """Stored and new slices, and every trait, re-scored on each run's val predictions."""
     by_name = {t.name: t.definition for t in traits}
-    slices = [g.with_traits(by_name) for g in groups.of_kind(GroupKind.SLICE)
+    stored = [g.with_traits(by_name) for g in groups.of_kind(GroupKind.SLICE)
               if isinstance(g, SliceGroup)]
+    slices = [g for g in stored if not _names_label(g, rows)]
+    if len(slices) < len(stored):
+        notes.append(f"{len(stored) - len(slices)} stored slice(s) defined on the target "
+                     f"'{rows.target}' are no longer tracked: no model can use them")
     slices += [g.definition for g in report.slices if g.key not in groups]
     masks: list[tuple[Group, pd.Series]] = []
     for group in slices:
@@ -343,6 +464,16 @@ def _history(runs: list[Iteration], report: ErrorReport, groups: Groups, rows: R
     upto = next((i for i, r in enumerate(runs) if r.run_id == report.run_id), len(runs) - 1)
     return rescore(runs[: upto + 1], masks, task=report.task, metric=report.metric,
                    classes=classes)
+
+
+def _names_label(group: SliceGroup, rows: Rows) -> bool:
+    """Whether a (stored) slice reads the label: by its column, or by a trait that does."""
+    for p in group.slice.predicates:
+        if p.column == rows.target and p.column not in group.columns:
+            return True
+        if p.column in group.columns and _reads_label(group.columns[p.column], rows):
+            return True
+    return False
 
 
 def _thumbnails(dataset, ids: list[str]) -> dict[str, str]:

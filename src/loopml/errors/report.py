@@ -266,19 +266,62 @@ class LabelIssue:
 
 
 @dataclass
+class ClassFlags:
+    """How many examples of one class the judge flags.
+
+    Label noise rarely hits one class much harder than the others; a class
+    with a large share flagged is more often one the judge cannot separate,
+    which ``warning`` then says.
+    """
+
+    label: Any
+    n: int  # examples of the class checked
+    n_flagged: int
+    share: float  # n_flagged / n
+    warning: str | None = None
+
+
+@dataclass
 class LabelCheck:
-    """How label issues were looked for, or why not."""
+    """How label issues were looked for, by which judge and how good it is, or why not.
+
+    The judge's out-of-fold scores sit next to the majority reference's (a
+    model that learned only the class balance): a judge no better than that
+    disagrees with labels at random, so its list is ``withheld`` and ``why``
+    says so. ``why`` also says why nothing was checked (``checked`` False).
+    """
 
     checked: bool
-    why: str | None = None  # when not checked
+    why: str | None = None  # not checked, or the list withheld: the reason
     n_checked: int | None = None
-    n_found: int | None = None
+    n_found: int | None = None  # flagged by the judge (listed unless withheld)
     folds: int | None = None
-    model: str | None = None
+    model: str | None = None  # the judge's architecture
     method: str | None = None
+    judge_run: str | None = None  # the run whose architecture and settings judge
+    withheld: bool = False
+    metric: str | None = None  # the scope metric the errors below are in
+    judge_error: float | None = None  # out of fold, in ``metric``
+    majority_error: float | None = None
+    judge_balanced_accuracy: float | None = None  # out of fold
+    chance_balanced_accuracy: float | None = None  # the majority reference's
+    per_class: list[ClassFlags] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelCheck:
+        data = dict(data)
+        data["per_class"] = [ClassFlags(**c) for c in data.get("per_class", [])]
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def warnings(self) -> list[str]:
+        """The per-class warnings, worst share first."""
+        flagged = sorted((c for c in self.per_class if c.warning), key=lambda c: -c.share)
+        return [c.warning for c in flagged if c.warning]
 
 
 @dataclass
@@ -340,6 +383,7 @@ class ErrorReport:
     notes: list[str] = field(default_factory=list)
     thumbnails: dict[str, str] = field(default_factory=dict)  # id -> data: URI
     modality: str = "tabular"
+    clusters_searched: bool = False  # embedding clusters were looked for (none: none found)
 
     @property
     def clean(self) -> bool:
@@ -396,7 +440,7 @@ class ErrorReport:
             data[kind] = [GroupStat.from_dict(g) for g in data[kind]]
         data["errors"] = [ErrorExample(**e) for e in data["errors"]]
         data["label_issues"] = [LabelIssue(**i) for i in data["label_issues"]]
-        data["label_check"] = LabelCheck(**data["label_check"])
+        data["label_check"] = LabelCheck.from_dict(data["label_check"])
         data["history"] = [GroupHistory.from_dict(h) for h in data.get("history", [])]
         return cls(**data)
 

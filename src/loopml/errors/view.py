@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from loopml.errors.report import ErrorReport, GroupStat
+from loopml.errors.report import ErrorReport, GroupStat, LabelCheck
 from loopml.groups import GroupKind
 
 
@@ -56,10 +56,45 @@ def show_errors(report: ErrorReport, console: Console, *, top: int = 12) -> None
         console.print(f"[magenta]{g.name}[/]: {g.n_errors} errors in {g.size} "
                       f"({g.rate_inside:.0%} vs {g.rate_outside:.0%}): {g.description}",
                       highlight=False)
+    if report.clusters_searched and not report.clusters:
+        console.print(f"[dim]embedding clusters: {NO_CLUSTERS}[/]")
+    _show_labels(report, console, top=top)
+    _show_history(report, console)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+#: what to say when clustering ran and nothing stood out (the terminal and the report)
+NO_CLUSTERS = ("no significant clusters: no group of nearby examples in the pretrained "
+               "encoder's space errs more than the rest, after correcting for every cluster "
+               "tested")
+
+
+def judge_line(check: LabelCheck) -> str:
+    """Who judged the labels and how well it scores against the majority reference."""
+    run = f" (run {check.judge_run[:8]})" if check.judge_run else ""
+    line = f"judged by {check.model}{run}"
+    if check.judge_balanced_accuracy is not None:
+        line += (f": {check.judge_balanced_accuracy:.2f} balanced accuracy out of fold, "
+                 f"chance {check.chance_balanced_accuracy:.2f}")
+    return line
+
+
+def flag_shares_line(check: LabelCheck) -> str:
+    """The share of each class flagged, e.g. "bad 41% (412 of 1004), good 4% (...)"."""
+    return ", ".join(f"{c.label} {c.share:.0%} ({c.n_flagged} of {c.n})"
+                     for c in check.per_class)
+
+
+def _show_labels(report: ErrorReport, console: Console, *, top: int) -> None:
     check = report.label_check
     if not check.checked:
         console.print(f"[dim]label issues not checked: {check.why}[/]")
-    elif report.label_issues:
+        return
+    if check.withheld:
+        console.print(f"[yellow]label issues withheld:[/] {check.why}", highlight=False)
+        return
+    if report.label_issues:
         table = Table(title=f"check these labels ({len(report.label_issues)} of "
                       f"{check.n_checked})", title_justify="left")
         for name in ("id", "part", "given", "suggested", "quality"):
@@ -68,11 +103,12 @@ def show_errors(report: ErrorReport, console: Console, *, top: int = 12) -> None
             table.add_row(str(issue.id), issue.part, str(issue.given), str(issue.suggested),
                           f"{issue.quality:.3f}")
         console.print(table)
+        console.print(f"flagged per class: {flag_shares_line(check)}", highlight=False)
+        for warning in check.warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     else:
         console.print(f"label issues: none among {check.n_checked} examples")
-    _show_history(report, console)
-    for note in report.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    console.print(f"[dim]{judge_line(check)}[/]", highlight=False)
 
 
 def _show_history(report: ErrorReport, console: Console, *, runs: int = 5) -> None:

@@ -7,6 +7,10 @@ that mean the same thing everywhere:
 - ``size``: capacity; larger fits more complex functions.
 - ``reg``: regularization strength; larger constrains more, 0 means none.
 
+and one switch: ``balance`` weights each class inversely to its frequency in
+the training rows, so a rare class counts as much as a common one in the loss
+(classification only; regression ignores it).
+
 It takes a raw table (a DataFrame of typed feature columns) and owns its
 preprocessing, fitted on training rows only. Subclasses implement
 ``_fit_model``, ``_predict_proba_model`` / ``_predict_model`` and, for image
@@ -56,6 +60,7 @@ class Architecture(BaseEstimator):
     task: str
     size: float
     reg: float
+    balance: bool
     features: dict | None
     image_shape: tuple | None
     image_size: int
@@ -151,6 +156,8 @@ class Architecture(BaseEstimator):
             raise ValueError(f"size must be > 0, got {self.size!r}")
         if self.reg is None or self.reg < 0:
             raise ValueError(f"reg must be >= 0, got {self.reg!r}")
+        if not isinstance(self.balance, bool | np.bool_):
+            raise ValueError(f"balance must be True or False, got {self.balance!r}")
 
     def _as_frame(self, X, *, fitting: bool = False) -> pd.DataFrame:
         """X as a DataFrame with string column names, after the checks sklearn expects."""
@@ -239,6 +246,20 @@ class Architecture(BaseEstimator):
             raise ValueError(f"X lacks the feature column(s) {missing} the model was fitted "
                              f"on; it has {list(X.columns)[:20]}")
         return self.preprocessor_.transform(X[list(self.feature_types_)])
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Weight of each class code 0..n_classes-1: ``n / (k * count)``, scikit-learn's "balanced".
+
+    Computed from the rows the model trains on (never from early-stopping or
+    val rows), so every class carries the same total weight there. A class
+    absent from those rows gets weight 1.
+    """
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(float)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
 
 
 def _refuse_odd_objects(arr: np.ndarray, columns: list[str]) -> None:

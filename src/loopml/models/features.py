@@ -3,7 +3,9 @@
 Each architecture fits one of these on its training rows only, so cross-
 validation and curves never leak statistics from held-out rows. Numeric:
 median imputation (with a missing-indicator) and scaling; categorical:
-one-hot with rare levels pooled; text: TF-IDF; image paths: pixels.
+one-hot with rare levels pooled; text: TF-IDF of word uni- and bigrams
+(for linear models scaled so a word weighs like a category, see
+:class:`TextScaler`); image paths: pixels.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from PIL import Image
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 MAX_CATEGORIES = 30
+#: the text vocabulary: word uni- and bigrams seen in at least 2 training rows,
+#: the most frequent ones first. On the reviews table (modeldata's
+#: training_data, ~26,000 such terms) a cap of 20,000 cost no accuracy.
+MAX_TEXT_TERMS = 20_000
 _WIDE_GRAY = {"I;16", "I;16B", "I;16L", "I", "F"}
 
 
@@ -76,6 +84,33 @@ class ImageLoader(TransformerMixin, BaseEstimator):
         return [str(v) for v in values]
 
 
+class TextScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Scale TF-IDF rows so that a word present weighs about as much as a category present.
+
+    TF-IDF rows have unit length, spread over every term of the row: with ~85
+    terms a review's words are worth ~0.1 each, while a one-hot category or a
+    standardized number is worth ~1. The linear family's L2 penalty (``reg``)
+    then needs ten times larger word weights, at a hundred times the cost, and
+    at its default (reg=1, C=1) it mutes the text: on the reviews table
+    (modeldata's training_data, 3 splits) logistic regression scored 0.793 val
+    accuracy at C=1 against 0.816 with C tuned by cross-validation, and C from
+    3 to 100 all came within 0.01 of that. Multiplying every row by
+    sqrt(mean number of terms per training row), ~9 there, puts a typical term
+    at ~1 like the other columns, and the default reg at an effective C of ~85.
+    """
+
+    def fit(self, X, y=None):
+        terms = X.getnnz(axis=1) if sp.issparse(X) else np.count_nonzero(X, axis=1)
+        mean_terms = float(np.mean(terms)) if len(terms) else 0.0
+        self.scale_ = float(np.sqrt(mean_terms)) if mean_terms > 1 else 1.0
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "scale_")
+        return X * self.scale_
+
+
 class PixelScaler(TransformerMixin, BaseEstimator):
     """Scale a table of pixel intensities to [0, 1] by the training maximum."""
 
@@ -90,9 +125,17 @@ class PixelScaler(TransformerMixin, BaseEstimator):
         return np.nan_to_num(np.asarray(X, dtype=np.float32) / self.scale_)
 
 
-def table_preprocessor(feature_types: dict[str, str], *, image_size: int = 32
-                       ) -> ColumnTransformer:
-    """One ColumnTransformer for a mixed table (the input of every table model)."""
+def table_preprocessor(feature_types: dict[str, str], *, image_size: int = 32,
+                       scale_text: bool = False) -> ColumnTransformer:
+    """One ColumnTransformer for a mixed table (the input of every table model).
+
+    ``scale_text=True`` adds :class:`TextScaler` after the TF-IDF, for the
+    families whose L2 penalty would otherwise mute the text (linear). The MLP
+    keeps unit-length rows: scaled, it did no better and less steadily on the
+    reviews table (val accuracy 0.795 +- 0.026 over 6 splits, 0.784 +- 0.037
+    scaled, one split falling from 0.80 to 0.72); trees split on order, so
+    gbt does not care either way (0.773 against 0.771 over 3 splits).
+    """
     by_type: dict[str, list[str]] = {}
     for name, kind in feature_types.items():
         by_type.setdefault(kind, []).append(name)
@@ -109,8 +152,9 @@ def table_preprocessor(feature_types: dict[str, str], *, image_size: int = 32
     if by_type.get("text"):
         steps.append(("text", make_pipeline(
             FunctionTransformer(_join_text),
-            TfidfVectorizer(max_features=20_000, ngram_range=(1, 2), sublinear_tf=True,
-                            min_df=2)), by_type["text"]))
+            TfidfVectorizer(max_features=MAX_TEXT_TERMS, ngram_range=(1, 2), sublinear_tf=True,
+                            min_df=2),
+            *([TextScaler()] if scale_text else [])), by_type["text"]))
     for name in by_type.get("image", []):
         steps.append((f"image:{name}", ImageLoader(image_size), [name]))
     return ColumnTransformer(steps, sparse_threshold=0.3)

@@ -61,22 +61,28 @@ def default_candidates(dataset: Dataset) -> list[str]:
 
 
 def make_architecture(name: str, dataset: Dataset, *, size: float | None = None,
-                      reg: float | None = None, seed: int = 0,
-                      image_size: int = 32, **params) -> Architecture:
+                      reg: float | None = None, seed: int = 0, image_size: int = 32,
+                      balance: bool = False, **params) -> Architecture:
     """An unfitted estimator of a family, wired to the dataset's columns.
 
     Stages do not call this directly: they are handed an :class:`EstimatorFactory`
     that the project built once, so every estimator of a project gets the same
-    seed, image size and columns.
+    seed, image size, class weighting and columns. ``class_weight="balanced"``
+    (scikit-learn's spelling, which users try) is read as ``balance=True``.
     """
     reason = unsupported_reason(name, dataset)
     if reason:
         raise LoopmlError(f"cannot train {reason}",
                           hint=f"try one of {', '.join(default_candidates(dataset))}")
     family = get_architecture(name)
+    if "class_weight" in params:
+        balance = _class_weight_as_balance(params.pop("class_weight"))
+    if not isinstance(balance, bool):
+        raise LoopmlError(f"balance must be true or false, not {balance!r}",
+                          hint="e.g. --param balance=true")
     estimator = family(task=dataset.task, features=dict(dataset.features),
                        image_shape=dataset.image_shape, image_size=image_size,
-                       random_state=seed)
+                       random_state=seed, balance=balance)
     knobs = {k: v for k, v in (("size", size), ("reg", reg)) if v is not None}
     valid = estimator.get_params()
     unknown = [k for k in params if k not in valid]
@@ -84,6 +90,18 @@ def make_architecture(name: str, dataset: Dataset, *, size: float | None = None,
         raise LoopmlError(f"architecture '{family.name}' has no parameter(s) {unknown}",
                           hint=f"its parameters are {', '.join(sorted(valid))}")
     return estimator.set_params(**knobs, **params)
+
+
+def _class_weight_as_balance(value: Any) -> bool:
+    """scikit-learn's ``class_weight`` in loopml's terms: "balanced" or none."""
+    if value in ("balanced", True):
+        return True
+    if value in (None, "none", "None", False):
+        return False
+    raise LoopmlError(f"class_weight={value!r} is not supported; loopml weights classes "
+                      "only as scikit-learn's 'balanced' (inversely to their frequency)",
+                      hint="use --param class_weight=balanced (or balance=true), or leave "
+                           "it out")
 
 
 #: settings an iteration records that the factory sets itself, from the data and scope
@@ -106,13 +124,19 @@ class EstimatorFactory:
     dataset: Dataset
     seed: int = 0
     image_size: int = 32
+    #: weight classes inversely to their frequency (the scope's ``balance``)
+    balance: bool = False
 
     def make(self, name: str, *, size: float | None = None, reg: float | None = None,
              seed: int | None = None, quiet: bool = False, **params: Any) -> Architecture:
-        """An unfitted estimator; ``quiet`` turns progress bars off (for sweeps in workers)."""
+        """An unfitted estimator; ``quiet`` turns progress bars off (for sweeps in workers).
+
+        ``balance`` (or ``class_weight``) in ``params`` overrides the factory's.
+        """
+        balance = params.pop("balance", self.balance)
         estimator = make_architecture(name, self.dataset, size=size, reg=reg,
                                       seed=self.seed if seed is None else seed,
-                                      image_size=self.image_size, **params)
+                                      image_size=self.image_size, balance=balance, **params)
         if quiet and "verbose" in estimator.get_params():
             estimator.set_params(verbose=False)
         return estimator

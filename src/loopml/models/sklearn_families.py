@@ -13,7 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
 from loopml.data.sampling import EARLY_STOPPING_FRACTION, holdout
-from loopml.models.base import Architecture
+from loopml.models.base import Architecture, balanced_class_weights
+from loopml.models.features import table_preprocessor
 
 
 class LinearModel(Architecture):
@@ -26,6 +27,8 @@ class LinearModel(Architecture):
     sketch of the same polynomial kernel stands in, so capacity still grows
     with the degree while memory does not.
     ``reg`` is the L2 strength: 1/C for logistic regression, alpha for ridge.
+    ``balance=True`` fits logistic regression with ``class_weight="balanced"``
+    (weights from the training rows); ridge regression ignores it.
     """
 
     MAX_POLY_COLUMNS = 5000
@@ -37,21 +40,29 @@ class LinearModel(Architecture):
     size_grid = (1, 2, 3, 4)
 
     def __init__(self, *, task: str = "classification", size: int = 1, reg: float = 1.0,
-                 features: dict | None = None, image_shape: tuple | None = None,
-                 image_size: int = 32, random_state: int = 0, max_iter: int = 2000) -> None:
+                 balance: bool = False, features: dict | None = None,
+                 image_shape: tuple | None = None, image_size: int = 32,
+                 random_state: int = 0, max_iter: int = 2000) -> None:
         self.task = task
         self.size = size
         self.reg = reg
+        self.balance = balance
         self.features = features
         self.image_shape = image_shape
         self.image_size = image_size
         self.random_state = random_state
         self.max_iter = max_iter
 
+    def _make_preprocessor(self):
+        # TF-IDF rows scaled so the L2 penalty does not mute the text (see TextScaler)
+        return table_preprocessor(self.feature_types_, image_size=self.image_size,
+                                  scale_text=True)
+
     def _fit_model(self, Xt, y, eval_set) -> None:
         if self.task == "classification":
             C = np.inf if self.reg == 0 else 1.0 / self.reg
             head = LogisticRegression(C=C, max_iter=self.max_iter,
+                                      class_weight="balanced" if self.balance else None,
                                       random_state=self.random_state)
         else:
             head = LinearRegression() if self.reg == 0 else Ridge(alpha=self.reg)
@@ -86,6 +97,10 @@ class GradientBoosting(Architecture):
     leaf values. Boosting stops when the validation metric has not improved
     for 50 rounds on ``eval_set``, or else on a seeded, stratified 10% of the
     training rows (loopml never passes its val part: val only compares candidates).
+    ``balance=True`` weights every row by ``n / (k * count of its class)``, the
+    counts taken from the boosting rows; the early-stopping rows are weighted
+    the same way, so boosting stops on the loss it optimizes. Regression
+    ignores it.
     """
 
     name = "gbt"
@@ -95,12 +110,14 @@ class GradientBoosting(Architecture):
     reg_grid = tuple(np.logspace(-3, 3, 7))
 
     def __init__(self, *, task: str = "classification", size: int = 31, reg: float = 0.0,
-                 features: dict | None = None, image_shape: tuple | None = None,
-                 image_size: int = 32, random_state: int = 0, n_estimators: int = 1000,
-                 learning_rate: float = 0.1, n_jobs: int | None = None) -> None:
+                 balance: bool = False, features: dict | None = None,
+                 image_shape: tuple | None = None, image_size: int = 32,
+                 random_state: int = 0, n_estimators: int = 1000, learning_rate: float = 0.1,
+                 n_jobs: int | None = None) -> None:
         self.task = task
         self.size = size
         self.reg = reg
+        self.balance = balance
         self.features = features
         self.image_shape = image_shape
         self.image_size = image_size
@@ -124,10 +141,16 @@ class GradientBoosting(Architecture):
             eval_set = (Xt[held], y[held])
             Xt, y = Xt[rows], y[rows]
         X_val, y_val = eval_set
+        weights = {}
+        if self.balance and self.task == "classification":
+            per_class = balanced_class_weights(y, self.n_classes_)
+            weights = {"sample_weight": per_class[y],
+                       "eval_sample_weight": [per_class[np.asarray(y_val, dtype=np.int64)]]}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*feature names.*")
             self.model_.fit(Xt, y, eval_X=X_val.astype(np.float32), eval_y=y_val,
-                            callbacks=[lightgbm.early_stopping(50, verbose=False)])
+                            callbacks=[lightgbm.early_stopping(50, verbose=False)],
+                            **weights)
         self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
 
     def _threads(self) -> int:

@@ -55,7 +55,8 @@ class _TorchArchitecture(Architecture):
             eval_set=eval_set, n_classes=self.n_classes_ if classification else None,
             max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
             weight_decay=float(self.reg), patience=self.patience,
-            random_state=self.random_state, device=self.device, verbose=self.verbose,
+            random_state=self.random_state, balance=bool(self.balance) and classification,
+            device=self.device, verbose=self.verbose,
             description=f"{self.name} size={self.size:g} reg={self.reg:g}")
         self.module_ = result.module
         self.best_epoch_, self.n_epochs_ = result.best_epoch, result.n_epochs
@@ -110,6 +111,10 @@ class MLP(_TorchArchitecture):
         Each step takes ``lr * reg`` of every weight away: on scikit-learn's
         digits up to ~10 barely changes the fit, ~30 visibly constrains it and
         100 leaves little more than the class frequencies (or the mean).
+    balance : bool, default False
+        Weight each class's cross-entropy inversely to its frequency in the
+        training rows, so a rare class counts as much as a common one;
+        regression ignores it.
     max_epochs : int, default 200
         Upper bound on passes over the training rows.
     batch_size : int, default 128
@@ -138,13 +143,15 @@ class MLP(_TorchArchitecture):
     size_grid = (16, 32, 64, 128, 256, 512)
 
     def __init__(self, *, task: str = "classification", size: int = 256, reg: float = 1e-4,
-                 features: dict | None = None, image_shape: tuple | None = None,
-                 image_size: int = 32, random_state: int = 0, max_epochs: int = 200,
-                 batch_size: int = 128, lr: float = 1e-3, patience: int = 15,
-                 device: str | None = None, verbose: bool = True) -> None:
+                 balance: bool = False, features: dict | None = None,
+                 image_shape: tuple | None = None, image_size: int = 32,
+                 random_state: int = 0, max_epochs: int = 200, batch_size: int = 128,
+                 lr: float = 1e-3, patience: int = 15, device: str | None = None,
+                 verbose: bool = True) -> None:
         self.task = task
         self.size = size
         self.reg = reg
+        self.balance = balance
         self.features = features
         self.image_shape = image_shape
         self.image_size = image_size
@@ -184,6 +191,8 @@ class CNN(_TorchArchitecture):
         Channels of the first conv block (the next ones have 2x and 4x).
     reg : float, default 1e-4
         AdamW weight decay, an L2 pull of every weight towards 0; 0 means none.
+    balance : bool, default False
+        Class-weighted cross-entropy, as for :class:`MLP`.
     image_shape : tuple, optional
         (C, H, W) of a pixel table; unused when the input is an image column.
     image_size : int, default 32
@@ -209,13 +218,15 @@ class CNN(_TorchArchitecture):
     size_grid = (8, 16, 32, 64)
 
     def __init__(self, *, task: str = "classification", size: int = 32, reg: float = 1e-4,
-                 features: dict | None = None, image_shape: tuple | None = None,
-                 image_size: int = 32, random_state: int = 0, max_epochs: int = 200,
-                 batch_size: int = 128, lr: float = 3e-3, patience: int = 15,
-                 device: str | None = None, verbose: bool = True) -> None:
+                 balance: bool = False, features: dict | None = None,
+                 image_shape: tuple | None = None, image_size: int = 32,
+                 random_state: int = 0, max_epochs: int = 200, batch_size: int = 128,
+                 lr: float = 3e-3, patience: int = 15, device: str | None = None,
+                 verbose: bool = True) -> None:
         self.task = task
         self.size = size
         self.reg = reg
+        self.balance = balance
         self.features = features
         self.image_shape = image_shape
         self.image_size = image_size

@@ -17,6 +17,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from torch.nn import functional as F
 
 from loopml.console import progress
 from loopml.data.sampling import EARLY_STOPPING_FRACTION, holdout
+from loopml.models.base import balanced_class_weights
 
 TASKS = ("classification", "regression")
 #: share of the training rows held out for early stopping when no eval_set is given
@@ -72,7 +74,7 @@ def train_module(build_module: Callable[[], nn.Module], X, y, *, task: str,
                  eval_set: tuple | None = None, n_classes: int | None = None,
                  max_epochs: int = 200, batch_size: int = 128, lr: float = 1e-3,
                  weight_decay: float = 0.0, patience: int = 15, random_state: int = 0,
-                 device: str | None = None, verbose: bool = True,
+                 balance: bool = False, device: str | None = None, verbose: bool = True,
                  description: str = "training") -> TrainResult:
     """Train the module ``build_module()`` returns on rows ``X`` and targets ``y``.
 
@@ -93,6 +95,11 @@ def train_module(build_module: Callable[[], nn.Module], X, y, *, task: str,
     max_epochs, batch_size, lr, weight_decay, patience
         AdamW settings; training stops after ``patience`` epochs without a
         lower validation loss.
+    balance : bool
+        Classification: weight the cross-entropy of each class by
+        ``n / (k * count)``, counted on the training rows only (not the
+        early-stopping rows, whose loss is weighted the same way so training
+        stops on the loss it optimizes). Regression ignores it.
     device : str, optional
         "cuda", "cpu", ...; None picks CUDA when available.
     verbose : bool
@@ -115,7 +122,7 @@ def train_module(build_module: Callable[[], nn.Module], X, y, *, task: str,
         torch.manual_seed(random_state)
         module = build_module().to(target)
     loop = _Loop(module=module, device=target, batch_size=batch_size,
-                 loss_fn=F.cross_entropy if task == "classification" else F.mse_loss,
+                 loss_fn=_loss(task, y[rows], n_classes, balance=balance, device=target),
                  optimizer=torch.optim.AdamW(module.parameters(), lr=lr,
                                              weight_decay=weight_decay),
                  generator=torch.Generator().manual_seed(random_state))
@@ -194,6 +201,18 @@ class _Loop:
         self.module.eval()
         outputs = _forward(self.module, X_val, self.device, PREDICT_BATCH_SIZE)
         return float(self.loss_fn(outputs, y_val.to(self.device)))
+
+
+def _loss(task: str, y_train: np.ndarray, n_classes: int | None, *, balance: bool,
+          device: torch.device) -> Callable:
+    """Cross-entropy (class-weighted when ``balance``) or mean squared error."""
+    if task != "classification":
+        return F.mse_loss
+    if not balance:
+        return F.cross_entropy
+    weights = balanced_class_weights(y_train, int(n_classes or 0))
+    return functools.partial(F.cross_entropy,
+                             weight=torch.as_tensor(weights, dtype=torch.float32, device=device))
 
 
 def _check_options(*, task: str, n_classes: int | None, max_epochs: int, batch_size: int,

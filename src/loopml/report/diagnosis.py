@@ -30,10 +30,12 @@ from loopml.report.html import FIGURE_LAYOUT, Report, Section, format_value
 
 # Same colours and layout as the iteration report, so train and val read alike everywhere.
 _COLORS = {"train": "#4c78a8", "val": "#f58518", "baseline": "#9da5b4", "target": "#54a24b",
+           "majority": "#c7c7c7", "reference": "#72b7b2",
            "extrapolation": "#f58518", "current": "#555555", "best": "#e0a800"}
 _RIBBONS = {"train": "rgba(76,120,168,0.18)", "val": "rgba(245,133,24,0.18)"}
 _VERDICT_COLORS = {Verdict.high_bias: "#b07d00", Verdict.high_variance: "#a63d86",
-                   Verdict.both: "#c0392b", Verdict.at_target: "#2e8b57"}
+                   Verdict.both: "#c0392b", Verdict.at_target: "#2e8b57",
+                   Verdict.no_signal: "#7f1d1d"}
 _LAYOUT: dict[str, Any] = {
     **FIGURE_LAYOUT,
     "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
@@ -106,6 +108,7 @@ def _add_baseline(section: Section, d: Diagnosis) -> None:
     section.add_text(f"{label}: {note}.", note=True)
     section.add_facts({
         "run id": d.run_id, "architecture": d.architecture, "metric": d.metric,
+        "reference architecture": d.reference_architecture or "none",
         "training examples": d.n_train, "folds": d.folds, "fits": d.n_fits,
         "seconds": d.seconds,
     })
@@ -116,6 +119,8 @@ def _errors_figure(d: Diagnosis) -> go.Figure:
     bars = [("baseline", d.baseline_error, None, "baseline"),
             ("J_train (train)", d.j_train, d.j_train_band, "train"),
             (f"J_cv (val, {folds}-fold)", d.j_cv, d.j_cv_band, "val")]
+    if _num(d.majority_error) is not None:  # files from before it was measured have none
+        bars.insert(0, ("majority reference", d.majority_error, None, "majority"))
     values = [_num(value) for _, value, _, _ in bars]
     bands = [_num(band) for _, _, band, _ in bars]
     labels = [f"{escape(label)}<br>{_pm(value, band)}"
@@ -141,6 +146,12 @@ def _errors_figure(d: Diagnosis) -> go.Figure:
 
 def _error_rows(d: Diagnosis) -> list[dict[str, Any]]:
     rows = [("baseline", "baseline_error", None, d.baseline_source),
+            ("majority reference", "majority_error", None,
+             f"learned only {d.majority_name}; same folds"),
+            (f"reference ({d.reference_architecture or 'none'})", "reference_error",
+             "reference_band", "another family, at defaults" if d.reference_architecture
+             else "not fitted: the baseline comes from loopml.yaml"
+             if not d.baseline_estimated else "no other family fits this data"),
             ("J_train", "j_train", "j_train_band", "train error, mean over folds"),
             ("J_cv", "j_cv", "j_cv_band", "val error on held-out folds"),
             ("avoidable bias", "avoidable_bias", "bias_band", "J_train − baseline"),
@@ -202,7 +213,7 @@ def _extrapolation(curve: LearningCurve) -> tuple[list[float], list[float]] | No
         return None
     start = max(sizes)
     end = start * _EXTEND
-    needed = _num(fit.examples_needed)
+    needed = _num(fit.examples_needed) if fit.reliable else None
     if needed is not None and end < needed <= start * _MAX_EXTEND:
         end = needed * 1.15
     xs = np.geomspace(start, end, 40)
@@ -245,7 +256,8 @@ def _draw_extrapolation(fig: go.Figure, d: Diagnosis, curve: LearningCurve) -> f
         line={"dash": "dash", "color": _COLORS["extrapolation"]},
         hovertemplate="extrapolated %{y:.4g} at %{x:.0f}<extra></extra>",
     ))
-    needed = _num(curve.extrapolation.examples_needed)
+    fit = curve.extrapolation
+    needed = _num(fit.examples_needed) if fit.reliable else None  # no marker for a guess
     if reach is not None and needed is not None and xs[0] < needed <= xs[-1]:
         _marker(fig, needed, reach, "examples needed",
                 {"symbol": "x", "size": 11, "color": _COLORS["target"]})

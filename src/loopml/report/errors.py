@@ -15,6 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from loopml.errors.report import ErrorExample, ErrorReport, GroupStat
+from loopml.errors.view import NO_CLUSTERS, flag_shares_line, judge_line
 from loopml.groups import GroupKind
 from loopml.report.html import FIGURE_LAYOUT, Report, Section, format_value
 
@@ -33,8 +34,7 @@ def add_errors_section(report: Report, errors: ErrorReport) -> Section:
         "largest first.")
     section.add_facts({"val examples": errors.n_val, "errors": errors.n_errors,
                        f"error ({errors.metric})": errors.error,
-                       "label issues": len(errors.label_issues)
-                       if errors.label_check.checked else "not checked"})
+                       "label issues": _label_fact(errors)})
     if errors.clean:
         section.add_text("No errors to analyse: every validation example is predicted right.")
         return section
@@ -56,6 +56,13 @@ def add_errors_section(report: Report, errors: ErrorReport) -> Section:
     for note in errors.notes:
         section.add_text(note, note=True)
     return section
+
+
+def _label_fact(errors: ErrorReport) -> int | str:
+    check = errors.label_check
+    if not check.checked:
+        return "not checked"
+    return "withheld (weak judge)" if check.withheld else len(errors.label_issues)
 
 
 def _group_row(g: GroupStat) -> dict[str, Any]:
@@ -129,6 +136,8 @@ def _add_slices(section: Section, errors: ErrorReport) -> None:
 
 def _add_clusters(section: Section, errors: ErrorReport) -> None:
     if not errors.clusters:
+        if errors.clusters_searched:
+            section.add_text(f"Embedding clusters: {NO_CLUSTERS}.", note=True)
         return
     section.add_table([{"cluster": g.name, "described by": g.description, "examples": g.size,
                         "errors": g.n_errors, "rate inside": g.rate_inside,
@@ -146,14 +155,24 @@ def _add_labels(section: Section, errors: ErrorReport) -> None:
     if not check.checked:
         section.add_text(f"Label issues not checked: {check.why}.", note=True)
         return
+    judge = judge_line(check)
+    if check.withheld:
+        section.add_text(f"Label issues withheld: {check.why}. ({judge}.)", note=True)
+        return
     if not errors.label_issues:
-        section.add_text(f"Label issues: none found among {check.n_checked} examples.",
-                         note=True)
+        section.add_text(f"Label issues: none found among {check.n_checked} examples "
+                         f"({judge}).", note=True)
         return
     section.add_table([asdict(i) for i in errors.label_issues[:100]],
                       caption=f"Check these labels: {len(errors.label_issues)} of "
                       f"{check.n_checked} examples look mislabelled (worst first; "
-                      "quality is the probability of the given label)")
+                      f"quality is the probability of the given label; {judge})")
+    section.add_table([{"class": c.label, "examples": c.n, "flagged": c.n_flagged,
+                        "share flagged": c.share, "warning": c.warning or ""}
+                       for c in check.per_class],
+                      caption=f"Share of each class flagged: {flag_shares_line(check)}")
+    for warning in check.warnings:
+        section.add_text(f"Warning: {warning}.", note=True)
 
 
 def _add_history(section: Section, errors: ErrorReport) -> None:

@@ -1,9 +1,12 @@
 """A small builder for self-contained HTML reports.
 
 A report is a title and a list of sections; a section holds text, facts,
-tables and Plotly figures, in the order they were added. The written file
-embeds plotly.js once, inline, from the installed ``plotly`` package, and links
-to nothing, so it opens offline, can be mailed, and stays readable years later.
+tables and Plotly figures, in the order they were added. plotly.js comes from
+the installed ``plotly`` package, never a CDN, so a report opens offline. By
+default the written file embeds it inline (one file that can be mailed); given
+an ``assets`` folder, one shared copy is written there once and the report
+refers to it by a relative path, so a project with hundreds of reports holds
+plotly.js (4.8 MB) once and its folder can still be moved as a whole.
 Every string that comes from the user (titles, column names, class labels) is
 HTML-escaped here, so callers never have to.
 
@@ -17,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -28,13 +32,15 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 from loopml.atomic import write_text_atomic
 
 # What Plotly's own writer runs before plotly.js: MathJax is never fetched.
 _PLOTLY_CONFIG_SCRIPT = "<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
 _FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
+#: the shared copy's name: versioned, so reports written by an older plotly keep theirs
+PLOTLY_ASSET = f"plotly-{get_plotlyjs_version()}.min.js"
 
 _CSS = """
 :root { --ink: #1f2430; --muted: #5b6475; --line: #dde1e8; --paper: #ffffff;
@@ -283,11 +289,24 @@ class Report:
             anchor, n = f"{base}-{n}", n + 1
         return anchor
 
-    def render(self) -> str:
-        """The whole page as one string; plotly.js is inlined only if a figure needs it."""
-        plotly = ""
-        if any(section.n_figures for section in self.sections):
+    @property
+    def has_figures(self) -> bool:
+        return any(section.n_figures for section in self.sections)
+
+    def render(self, *, plotly_src: str | None = None) -> str:
+        """The whole page as one string; plotly.js is added only if a figure needs it.
+
+        ``plotly_src`` (a relative URL) loads plotly.js from that file instead
+        of inlining it.
+        """
+        plotly, footer = "", "Written by loopml."
+        if self.has_figures and plotly_src is not None:
+            plotly = f'{_PLOTLY_CONFIG_SCRIPT}\n<script src="{escape(plotly_src)}"></script>'
+            footer += (f" plotly.js is read from {escape(plotly_src)} in this project's "
+                       "folder; nothing is fetched.")
+        elif self.has_figures:
             plotly = f"{_PLOTLY_CONFIG_SCRIPT}\n<script>{get_plotlyjs()}</script>"
+            footer += " Self-contained: plotly.js is embedded, nothing is fetched."
         subtitle = f'<p class="subtitle">{escape(self.subtitle)}</p>' if self.subtitle else ""
         nav = "".join(
             f'<a href="#{section.anchor}">{escape(section.title)}</a>' for section in self.sections
@@ -299,16 +318,47 @@ class Report:
             f"<title>{escape(self.title)}</title>\n<style>{_CSS}</style>\n{plotly}\n</head>\n"
             f"<body>\n<header>\n<h1>{escape(self.title)}</h1>\n{subtitle}\n<nav>{nav}</nav>\n"
             f"</header>\n<main>\n{sections}\n</main>\n"
-            "<footer>Written by loopml. Self-contained: plotly.js is embedded, "
-            "nothing is fetched.</footer>\n</body>\n</html>\n"
+            f"<footer>{footer}</footer>\n</body>\n</html>\n"
         )
 
-    def write(self, path: str | os.PathLike[str]) -> Path:
+    def write(self, path: str | os.PathLike[str], *,
+              assets: str | os.PathLike[str] | None = None) -> Path:
         """Write the report to ``path`` atomically and return the path.
 
         The page goes to a temporary file in the same folder first and is then
         renamed over ``path``, so a reader (or the dashboard) never sees half a
         report, and a failed write leaves the old file, or nothing, in place.
         The folder must exist; a missing one raises ``FileNotFoundError``.
+
+        ``assets`` names a folder for one shared copy of plotly.js (created if
+        missing, see :func:`plotly_asset`); the report then refers to it by a
+        path relative to its own folder. None embeds plotly.js in the page.
         """
-        return write_text_atomic(path, self.render())
+        path = Path(path)
+        src = None
+        if assets is not None and self.has_figures:
+            if not path.parent.is_dir():  # same error, before anything is written
+                raise FileNotFoundError(f"no folder {path.parent} to write {path.name} into")
+            shared = plotly_asset(assets)
+            src = Path(os.path.relpath(shared, path.parent.resolve())).as_posix()
+        return write_text_atomic(path, self.render(plotly_src=src))
+
+
+def plotly_asset(folder: str | os.PathLike[str]) -> Path:
+    """The shared plotly.js in ``folder``, written there (atomically) if not there yet.
+
+    Copied from the installed ``plotly`` package, so nothing is downloaded;
+    the name carries plotly.js's version, so a copy is never stale. A copy
+    of the wrong size (a damaged file) is rewritten.
+    """
+    folder = Path(folder).resolve()
+    path = folder / PLOTLY_ASSET
+    if path.is_file() and path.stat().st_size == _plotlyjs_size():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(path, get_plotlyjs())
+
+
+@functools.cache
+def _plotlyjs_size() -> int:
+    return len(get_plotlyjs().encode("utf-8"))

@@ -49,6 +49,7 @@ def build_iteration_report(
     classes: Sequence[Any] | None = None,
     candidates: Sequence[Mapping[str, Any]] | None = None,
     project_name: str = "",
+    assets: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write the HTML report of one iteration to ``path`` and return the path.
 
@@ -70,12 +71,15 @@ def build_iteration_report(
         the same run; adds a comparison with the best one highlighted.
     project_name : str
         Shown in the title.
+    assets : path, optional
+        A folder for one plotly.js shared by many reports (see
+        :meth:`Report.write`); by default plotly.js is embedded.
     """
     report = iteration_report(
         iteration=iteration, predictions=predictions, task=task, metric=metric,
         classes=classes, candidates=candidates, project_name=project_name,
     )
-    return report.write(path)
+    return report.write(path, assets=assets)
 
 
 def iteration_report(

@@ -28,8 +28,12 @@ if TYPE_CHECKING:
 def write_run_report(iteration: Iteration, predictions: pd.DataFrame, dataset: Dataset, *,
                      diagnosis: Diagnosis | None = None, errors: ErrorReport | None = None,
                      candidates: Sequence[Iteration] | None = None,
-                     project_name: str = "") -> Path:
-    """(Re)write ``iteration``'s report with the sections of the evidence given."""
+                     project_name: str = "", assets: Path | None = None) -> Path:
+    """(Re)write ``iteration``'s report with the sections of the evidence given.
+
+    ``assets`` is the project's folder for the one shared copy of plotly.js
+    (every run's report refers to it); None embeds plotly.js in the report.
+    """
     report = iteration_report(
         iteration=iteration.to_dict(), predictions=predictions,
         task=dataset.task, metric=iteration.metric,
@@ -44,4 +48,4 @@ def write_run_report(iteration: Iteration, predictions: pd.DataFrame, dataset: D
         from loopml.report.errors import add_errors_section
 
         add_errors_section(report, errors)
-    return report.write(iteration.report_path)
+    return report.write(iteration.report_path, assets=assets)
