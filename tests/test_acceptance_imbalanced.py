@@ -62,6 +62,10 @@ def test_a_rare_class_gets_evidence_a_practitioner_can_trust(cli, default_csv: P
     assert errors["label_check"]["checked"] and not errors["label_check"]["withheld"]
     shares = {row["label"]: row["share"] for row in errors["label_check"]["per_class"]}
     assert set(shares) == {"No", "Yes"}
+    # the class-weighted judge's probabilities are read without the weights: its lean
+    # toward 'Yes' alone does not flag the majority (it flagged 6% of 'No' before)
+    assert shares["No"] < 0.02
+    assert len(errors["label_issues"]) < 0.02 * errors["label_check"]["n_checked"]
 
 
 @pytest.mark.slow

@@ -216,7 +216,8 @@ def _label_issues(dataset: Dataset, split: Split, iteration: Iteration, scorer: 
                 chance_balanced_accuracy=on_val.chance_balanced_accuracy)
     ids, labels, proba = _judged_proba(judge, dataset, split, scorer, classes, val_proba,
                                        folds=folds, seed=seed, n_jobs=n_jobs)
-    found = find_label_issues(ids, labels, proba, classes)
+    found = find_label_issues(ids, labels, _without_class_weights(judge, proba, labels, classes),
+                              classes)
     val_ids = set(scorer.ids)
     found.insert(1, "part", ["val" if i in val_ids else "train" for i in found["id"]])
     scores = judge_scores(labels, proba, classes, metric=iteration.metric)
@@ -234,6 +235,23 @@ def _label_issues(dataset: Dataset, split: Split, iteration: Iteration, scorer: 
         chance_balanced_accuracy=scores.chance_balanced_accuracy,
         per_class=class_flags(labels, found["given"].to_numpy(), classes))
     return (empty if withheld else found), check
+
+
+def _without_class_weights(judge: Any, proba: np.ndarray, labels: np.ndarray, classes: list
+                           ) -> np.ndarray:
+    """A class-weighted judge's probabilities with the class frequencies put back.
+
+    ``balance`` weights class c by n / (k n_c), so the judge learns
+    p(c | x) x w_c: a rare class's probability is inflated, and confident
+    learning would flag hundreds of majority examples the judge only leans
+    against because of the weights (509 of 8,500 on ISLR Default, measured).
+    Multiplying by n_c and renormalising undoes that prior shift.
+    """
+    if not judge.get_params().get("balance", False):
+        return proba
+    counts = np.array([(labels == c).sum() for c in classes], dtype=float)
+    shifted = proba * np.clip(counts, 1.0, None)
+    return shifted / np.clip(shifted.sum(axis=1, keepdims=True), 1e-12, None)
 
 
 def _judge(dataset: Dataset, split: Split, iteration: Iteration, scorer: Scorer, classes: list,
