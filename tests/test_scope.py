@@ -121,3 +121,49 @@ def _read_back(project: Project, text: str):
     path = project.root / "copy.yaml"
     path.write_text(text)
     return read_scope(path)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(project: Project) -> None:
+    """Nine levels of nine aliases would be 387 million strings; it is refused at once."""
+    path = project.root / "loopml.yaml"
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        levels.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    path.write_text(path.read_text() + "\n".join(levels) + "\n")
+    before = (project.root / ".loopml" / "split.parquet").read_bytes()
+    with pytest.raises(ScopeError, match=r"loopml.yaml line \d+: YAML anchors and aliases "
+                                         r"\(&a / \*a\) are not allowed"):
+        read_scope(path)
+    assert (project.root / ".loopml" / "split.parquet").read_bytes() == before
+
+
+def test_a_key_given_twice_names_both_lines(project: Project) -> None:
+    path = project.root / "loopml.yaml"
+    text = path.read_text()
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("seed:"))
+    path.write_text(text + "seed: 7\n")
+    last = len(path.read_text().splitlines())
+    with pytest.raises(ScopeError, match=rf"loopml.yaml lines {first} and {last}: key 'seed' "
+                                         "is given twice"):
+        read_scope(path)
+
+
+def test_a_file_that_is_not_utf8_is_named(project: Project) -> None:
+    path = project.root / "loopml.yaml"
+    text = path.read_text()
+    path.write_bytes(text.encode() + "name_note: caf\xe9\n".encode("latin-1"))
+    line = len(text.splitlines()) + 1
+    with pytest.raises(ScopeError, match=rf"loopml.yaml line {line}: not UTF-8 text") as info:
+        read_scope(path)
+    assert "save" in info.value.hint and "UTF-8" in info.value.hint
+
+
+def test_the_cli_answers_a_duplicate_key_with_exit_2_and_no_traceback(cli, project: Project
+                                                                      ) -> None:
+    path = project.root / "loopml.yaml"
+    path.write_text(path.read_text() + "metric: accuracy\n")
+    result = cli("runs", "-p", str(project.root))
+    assert result.exit_code == 2
+    assert "key 'metric' is given twice" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -233,15 +233,65 @@ def _describe(error: dict, lines: dict[tuple, int], file: Path) -> str:
     return f"{where}: key '{key}': {message}{shown}"
 
 
+def _decode(file: Path) -> str:
+    """The file as text; a file that is not UTF-8 is named with the byte and its line."""
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ScopeError(f"{file.name} line {line}: not UTF-8 text (byte {exc.start}: "
+                         f"{data[exc.start:exc.start + 1]!r})",
+                         hint=f"save {file} as UTF-8 (most editors: 'Save with encoding')"
+                         ) from None
+
+
+def _refuse_aliases(text: str, file: Path) -> None:
+    """Refuse anchors and aliases before anything expands them.
+
+    An alias repeats a node, so a few hundred bytes of nested aliases expand
+    to billions of values (measured: a 400-byte file took over 60 s and GBs
+    before this check). A scope never needs them, and the event stream names
+    the first one without building any node.
+    """
+    for event in yaml.parse(text):
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent) or anchor is not None:
+            mark = event.start_mark
+            raise ScopeError(f"{file.name} line {mark.line + 1}: YAML anchors and aliases "
+                             f"(&{anchor} / *{anchor}) are not allowed in a scope",
+                             hint="write the value out where it is used")
+
+
+def _refuse_duplicate_keys(node: yaml.Node, file: Path) -> None:
+    """A key given twice is an error naming both lines (YAML itself keeps the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            if key in seen:
+                raise ScopeError(f"{file.name} lines {seen[key]} and {line}: key '{key}' is "
+                                 "given twice", hint="keep one of them; YAML would silently "
+                                 "use the last")
+            seen[key] = line
+            _refuse_duplicate_keys(value_node, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, file)
+
+
 def read_scope(file: Path) -> Scope:
     """Parse and validate loopml.yaml, naming the key and line of any mistake."""
     if not file.is_file():
         raise ScopeError(f"{file} not found",
                          hint="run 'loopml init DIR --data FILE --target COLUMN' first, "
                               "or pass --project DIR")
-    text = file.read_text(encoding="utf-8")
+    text = _decode(file)
     try:
+        _refuse_aliases(text, file)
         node = yaml.compose(text)
+        if node is not None:
+            _refuse_duplicate_keys(node, file)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
