@@ -142,11 +142,12 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
             duration_s=round(fit.seconds, 3),
             n_train=len(split.ids("train") if fit.train_ids is None else fit.train_ids),
             tags=dict(tags or {}), seed=seed, path=run.local_dir)
-        iteration.save_predictions(predictions)
         iteration.warnings = [w.message for w in find_leakage(dataset, split, seed=seed)
-                              + run_warnings(iteration, parts=("val",))]
+                              + run_warnings(iteration, predictions["part"].value_counts(),
+                                             parts=("val",))]
         run.log(params=params, metrics={**metrics, "fit_seconds": fit.seconds})
         run.save_model(fit.estimator, schema=dataset.schema())
+        iteration.save_predictions(predictions)
         iteration.save()
     return iteration
 
@@ -170,8 +171,8 @@ def chance_metrics(dataset: Dataset, split: Split, metric: str, *, classes: list
     return out
 
 
-def run_warnings(iteration: Iteration, *, parts: tuple[str, ...] = ("val", "test"),
-                 sizes: Mapping[str, int] | None = None) -> list[DataWarning]:
+def run_warnings(iteration: Iteration, sizes: Mapping[str, int], *,
+                 parts: tuple[str, ...] = ("val", "test")) -> list[DataWarning]:
     """What makes a run's scores misleading, read from its own metrics.
 
     A val score no better than the majority reference (``val_chance_<metric>``)
@@ -179,7 +180,7 @@ def run_warnings(iteration: Iteration, *, parts: tuple[str, ...] = ("val", "test
     parts in ``parts`` it was scored on almost always means the target leaked
     into a feature, or examples are shared between train and those parts,
     once the part is large enough for that to be more than luck. ``sizes``
-    counts the examples per part (default: the stored predictions).
+    counts the examples per part.
     """
     metric = METRICS[iteration.metric]
     out = []
@@ -193,11 +194,9 @@ def run_warnings(iteration: Iteration, *, parts: tuple[str, ...] = ("val", "test
             message=f"{iteration.architecture} scores val {metric.name} {_fmt(value)}; "
                     f"{reference} scores {_fmt(chance)}: it learned nothing from the features"))
     scores = {part: iteration.metrics.get(f"{part}_{metric.name}") for part in parts}
-    perfect = [p for p, score in scores.items()
-               if score is not None and metric.error(score) <= 1e-9]
-    if perfect:  # a perfect score on a handful of examples is luck, not a sign of leakage
-        sizes = sizes if sizes is not None else iteration.predictions()["part"].value_counts()
-        perfect = [p for p in perfect if sizes.get(p, 0) >= MIN_PERFECT_ROWS]
+    # a perfect score on a handful of examples is luck, not a sign of leakage
+    perfect = [p for p, score in scores.items() if score is not None
+               and metric.error(score) <= 1e-9 and sizes.get(p, 0) >= MIN_PERFECT_ROWS]
     if perfect:
         score, where = scores[perfect[0]], " and ".join(perfect)
         counted = " + ".join(f"{sizes[p]} {p}" for p in perfect)
@@ -215,7 +214,7 @@ def note_test_scores(iteration: Iteration, sizes: Mapping[str, int]) -> list[str
     A perfect val score's warning becomes one about val and test together.
     """
     def perfect(parts: tuple[str, ...]) -> list[str]:
-        return [w.message for w in run_warnings(iteration, parts=parts, sizes=sizes)
+        return [w.message for w in run_warnings(iteration, sizes, parts=parts)
                 if w.kind is WarningKind.PERFECT_SCORE]
 
     before = perfect(("val",))
