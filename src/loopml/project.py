@@ -576,8 +576,9 @@ class Project:
             rows = Rows.from_frame(rows, like=self.dataset, id_column=self.scope.data.id_column)
         return membership(group, rows)
 
-    def latest_run(self) -> Iteration:
-        runs = self.runs()
+    def latest_run(self, runs: list[Iteration] | None = None) -> Iteration:
+        """The newest run (of ``runs``, when the caller has read them already)."""
+        runs = self.runs() if runs is None else runs
         if not runs:
             raise RunNotFoundError(f"project {self.root} has no runs yet",
                                    hint="train one with 'loopml train'")
@@ -599,12 +600,12 @@ class Project:
         The latest run stands in only when no run is on the current data and
         split version; :meth:`ChosenRun.describe` says which was taken and why.
         """
-        named = self.get_run(run_id) if run_id else self.latest_run()  # raises if none
+        runs = self.runs()  # read once: the named run, else the best, else the latest
+        named = self.get_run(run_id, runs) if run_id else self.latest_run(runs)  # raises if none
         data_version, split_version = self.dataset.version, self.split.version
         if run_id:
             return ChosenRun(named, RunPick.GIVEN, data_version, split_version)
-        best = best_iteration(self.runs(), data_version=data_version,
-                              split_version=split_version)
+        best = best_iteration(runs, data_version=data_version, split_version=split_version)
         if best is not None:
             return ChosenRun(best, RunPick.BEST, data_version, split_version)
         return ChosenRun(named, RunPick.LATEST, data_version, split_version)
@@ -624,9 +625,9 @@ class Project:
                 warnings.warn(f"skipping run {folder.name}: {exc.message}", stacklevel=2)
         return sorted(found, key=lambda it: (it.created, it.run_id))
 
-    def get_run(self, run_id: str) -> Iteration:
+    def get_run(self, run_id: str, runs: list[Iteration] | None = None) -> Iteration:
         """The iteration whose id is ``run_id`` or starts with it (like a git hash)."""
-        runs = self.runs()
+        runs = self.runs() if runs is None else runs
         matches = [it for it in runs if it.run_id.startswith(run_id)] if run_id else []
         if len(matches) == 1:
             return matches[0]
