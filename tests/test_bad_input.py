@@ -114,9 +114,12 @@ def test_unknown_architecture(cli, project: Path) -> None:
 def test_failed_training_leaves_no_run_behind(cli, project: Path) -> None:
     before = _state(project)
     runs_before = json.loads(cli("runs", "-p", project, "--json").stdout)
-    _edit_scope(project, "island: categorical", "island: numeric")  # strings are not numbers
-    _refused(cli("train", "-p", project, "--arch", "linear"), "training 'linear' failed")
+    _refused(cli("train", "-p", project, "--arch", "linear", "--param", "max_iter=-1"),
+             "training 'linear' failed")
     assert json.loads(cli("runs", "-p", project, "--json").stdout) == runs_before
+    _edit_scope(project, "island: categorical", "island: numeric")  # strings are not numbers
+    _refused(cli("train", "-p", project, "--arch", "linear"), "typed numeric in loopml.yaml",
+             "'Torgersen'")  # refused at load, before the split could move to the data
     assert _state(project) == before
 
 
@@ -209,10 +212,16 @@ def test_errors_without_runs(cli, penguins_csv: Path) -> None:
     _refused(cli("errors", "-p", "p"), "has no runs yet", "loopml train")
 
 
-def test_a_missing_split_is_refused_not_recomputed(cli, penguins_csv: Path) -> None:
+def test_a_missing_split_without_runs_is_made_again_as_init_made_it(cli, penguins_csv: Path
+                                                                    ) -> None:
+    # No run was ever scored on it, so nothing can move under a comparison; with runs it is
+    # rebuilt from their recorded ids or refused (tests/test_split_safety.py).
     assert cli("init", "p", "--data", penguins_csv, "--target", "species").exit_code == 0
+    state = Path("p") / ".loopml"
+    before = (state / "split.parquet").read_bytes()
     for name in ("split.parquet", "split.json"):
-        (Path("p") / ".loopml" / name).unlink()
-    _refused(cli("train", "-p", "p", "--arch", "linear"), "has no stored split",
-             "would move examples between train, val and test")
-    assert not (Path("p") / ".loopml" / "split.parquet").exists()
+        (state / name).unlink()
+    result = cli("data", "-p", "p")
+    assert result.exit_code == 0, result.output
+    assert "split missing: computed it from loopml.yaml (no run was scored" in result.output
+    assert (state / "split.parquet").read_bytes() == before

@@ -168,7 +168,7 @@ def test_split_files_depend_only_on_ids_and_parts(tmp_path: Path) -> None:
     assert update.n_added == update.n_removed == 0
     again.save(tmp_path / "updated")
     as_objects = Split(reloaded.parts.astype(object), reloaded.seed, reloaded.fractions,
-                       reloaded.data_version)  # the same parts in another dtype
+                       reloaded.data_version, reloaded.labels)  # same parts, another dtype
     as_objects.save(tmp_path / "objects")
     for name, content in computed.items():
         assert (tmp_path / "updated" / name).read_bytes() == content, name

@@ -111,3 +111,12 @@ def test_a_rare_class_among_many_gets_balanced_accuracy() -> None:
     choice = choose_metric("classification", balance)
     assert (choice.metric, choice.balance) == ("balanced_accuracy", True)
     assert "under half of an even share (1/3)" in choice.why
+
+
+def test_log_loss_scores_a_class_the_model_never_saw_instead_of_failing() -> None:
+    """A new class placed in val: the model gave it probability 0, so the loss is large."""
+    y = np.array(["a", "b", "c", "a"])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.6, 0.4]])
+    seen_only = METRICS["log_loss"].compute(y[[0, 1, 3]], None, proba[[0, 1, 3]], ["a", "b"])
+    with_unseen = METRICS["log_loss"].compute(y, None, proba, ["a", "b"])
+    assert np.isfinite(with_unseen) and with_unseen > 5 * seen_only

@@ -167,3 +167,19 @@ def test_the_cli_answers_a_duplicate_key_with_exit_2_and_no_traceback(cli, proje
     assert result.exit_code == 2
     assert "key 'metric' is given twice" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_the_cli_answers_an_alias_bomb_within_two_seconds(cli, project: Project) -> None:
+    """The 400-byte bomb of the issue took over 60 s and GBs while its message was built."""
+    import time
+
+    path = project.root / "loopml.yaml"
+    bomb = ['lol: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        bomb.append(f"{name}{i}: &{name} [" + ",".join([f"*{'abcdefghi'[i]}"] * 9) + "]")
+    path.write_text(path.read_text() + "\n".join(bomb) + "\n")
+    start = time.perf_counter()
+    result = cli("runs", "-p", str(project.root))
+    assert time.perf_counter() - start < 2
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "anchors and aliases" in result.output

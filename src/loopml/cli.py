@@ -30,12 +30,37 @@ DIGITS_DIR = "loopml-digits"
 class _Group(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _loopml_warnings_shown():
+                return super().invoke(ctx)
         except LoopmlError as exc:
             console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
             if exc.hint:
                 console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
             raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _loopml_warnings_shown() -> Iterator[None]:
+    """loopml's own warnings (a skipped run record) as one yellow line each, once, on stderr.
+
+    Python's default would print the source line under it, once per calling
+    line (so twice for one damaged run); other libraries' warnings keep it.
+    """
+    import warnings
+
+    seen: set[str] = set()
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if "loopml" not in Path(filename).parts or not issubclass(category, UserWarning):
+            default(message, category, filename, lineno, file, line)
+        elif str(message) not in seen:
+            seen.add(str(message))
+            _show_warnings([str(message)])
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
@@ -76,6 +101,14 @@ def _bar(description: str) -> Iterator[Progress]:
         yield report
 
 
+def _check_jobs(value: int) -> int:
+    """``--jobs``: -1 (every core) or a count of at least 1; 0 or -3 mean nothing."""
+    if value != -1 and value < 1:
+        raise typer.BadParameter(f"{value} is not a number of fits: give -1 (every core) or "
+                                 "a count of at least 1")
+    return value
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -94,7 +127,15 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder to creat
          id_column: Annotated[str | None, typer.Option(help="column of example ids")] = None,
          baseline: Annotated[float | None, typer.Option(
              help="human-level / reference performance, in metric units")] = None,
-         force: Annotated[bool, typer.Option(help="replace an existing project")] = False,
+         force: Annotated[bool, typer.Option(help="replace an existing project (its "
+                                                  ".loopml/ is moved aside, not deleted)")
+                          ] = False,
+         yes: Annotated[bool, typer.Option("--yes", help="with --force: go ahead even when "
+                                           "the project has runs, tags or added examples")
+                        ] = False,
+         drop_missing_target: Annotated[bool, typer.Option(
+             "--drop-missing-target", help="leave out rows whose target is empty (default: "
+                                          "refuse them); recorded in loopml.yaml")] = False,
          as_json: JsonOpt = False) -> None:
     """Scope a project: infer task and feature types, write loopml.yaml, fix the split."""
     from rich.markup import escape
@@ -104,7 +145,8 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder to creat
     if task not in (None, "classification", "regression"):
         raise LoopmlError(f"--task must be classification or regression, not '{task}'")
     project = Project.init(directory, data=data, target=target, task=task, metric=metric,
-                           name=name, id_column=id_column, baseline=baseline, force=force)
+                           name=name, id_column=id_column, baseline=baseline, force=force,
+                           yes=yes, drop_missing_target=drop_missing_target)
     scope, split = project.scope, project.split
     balance, choice = project.class_balance, project.metric_choice
     data_warnings = project.data_warnings()
@@ -113,7 +155,10 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder to creat
                "split": split.counts(), "data_version": project.dataset.version,
                "warnings": [w.to_dict() for w in data_warnings],
                "class_balance": balance and {str(c): n for c, n in balance.counts.items()},
-               "metric_choice": choice and choice.to_dict()})
+               "metric_choice": choice and choice.to_dict(),
+               "old_state": project.moved_state and str(project.moved_state),
+               "dropped_missing_target": project.dropped_missing_target,
+               "duplicates": project.duplicates and project.duplicates.to_dict()})
         return
     table = Table(title=f"inferred from {scope.data.source}", title_justify="left")
     table.add_column("column")
@@ -143,6 +188,16 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder to creat
     counts = split.counts()
     console.print(f"{len(project.dataset.ids)} examples, split train {counts['train']} / "
                   f"val {counts['val']} / test {counts['test']} (seed {scope.seed})")
+    if project.duplicates is not None and project.duplicates.rows:
+        console.print(f"[yellow]duplicates:[/] {project.duplicates.describe()}")
+    if project.dropped_missing_target:
+        console.print(f"[yellow]left out {project.dropped_missing_target} rows whose target "
+                      f"'{escape(scope.data.target)}' is empty[/] (data.missing_target: drop)",
+                      highlight=False)
+    if project.moved_state is not None:
+        console.print(f"moved the old state (runs, tags, split, MLflow store) and its "
+                      f"loopml.yaml to [bold]{escape(str(project.moved_state))}[/]",
+                      soft_wrap=True)
     console.print(f"wrote [bold]{project.root / 'loopml.yaml'}[/]; correct any type there, "
                   "then run [bold]loopml train[/]")
     _show_warnings(w.message for w in data_warnings)
@@ -302,7 +357,7 @@ def show(run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is 
 @app.command()
 def diagnose(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; none: the "
                                                           "best run on val")] = None,
-             folds: Annotated[int | None, typer.Option(
+             folds: Annotated[int | None, typer.Option(min=2,
                  help="cross-validation folds (default 3; 5 with --full)")] = None,
              budget: Annotated[float | None, typer.Option(
                  help="seconds the diagnosis may take (default 70): the base fits first, "
@@ -312,8 +367,8 @@ def diagnose(run_id: Annotated[str | None, typer.Argument(help="run id or prefix
                  "--full", help="the complete sweep: 5 folds, every learning-curve size, the "
                                 "whole reg and size grids (slow: minutes on a CNN)")] = False,
              curves: Annotated[bool, typer.Option(help="learning and validation curves")] = True,
-             jobs: Annotated[int, typer.Option("--jobs", "-j", help="fits at once (-1: all "
-                                               "cores)")] = -1,
+             jobs: Annotated[int, typer.Option("--jobs", "-j", callback=_check_jobs,
+                                               help="fits at once (-1: all cores)")] = -1,
              ray: Annotated[str | None, typer.Option(help="Ray cluster address (host:port) "
                                                      "to run the sweep on")] = None,
              project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
@@ -348,13 +403,14 @@ def errors(run_id: Annotated[str | None, typer.Argument(help="run id or prefix; 
                help="architecture that judges the labels (default: the best run's; a judge "
                     "no better than the majority reference lists nothing, and says why)")
                ] = None,
-           folds: Annotated[int, typer.Option(help="folds for out-of-fold probabilities")] = 5,
+           folds: Annotated[int, typer.Option(min=2, help="folds for out-of-fold "
+                                              "probabilities")] = 5,
            embeddings: Annotated[bool, typer.Option(
                help="cluster image/text errors with a pretrained encoder")] = True,
            depth: Annotated[int, typer.Option(min=1, max=3, help="most conditions per "
                                               "slice")] = 3,
-           jobs: Annotated[int, typer.Option("--jobs", "-j", help="fits at once (-1: all "
-                                             "cores)")] = -1,
+           jobs: Annotated[int, typer.Option("--jobs", "-j", callback=_check_jobs,
+                                             help="fits at once (-1: all cores)")] = -1,
            project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Error analysis: errors by trait, confused pair, slice and cluster; label issues."""
     from loopml.errors.view import show_errors
@@ -397,6 +453,29 @@ def tag(example_id: Annotated[list[str], typer.Argument(
 
 
 @app.command()
+def resplit(yes: Annotated[bool, typer.Option("--yes", help="go ahead although runs exist "
+                                                            "(they stop comparing with new ones)")
+                           ] = False,
+            project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Split again after the split fractions or seed in loopml.yaml were edited."""
+    result = _project(project).resplit(yes=yes)
+    if as_json:
+        _emit(result.to_dict())
+        return
+    if not result.moved_aside and result.unchanged:
+        console.print(f"the split already follows loopml.yaml (split {result.after.version}); "
+                      "nothing to do")
+        return
+    console.print(f"made {result.describe()}", soft_wrap=True)
+    counts = result.after.counts()
+    console.print(f"split train {counts['train']} / val {counts['val']} / test {counts['test']} "
+                  f"(split {result.after.version})")
+    for path in result.moved_aside:
+        console.print(f"moved the old {path.suffix[1:]} file aside to [bold]{path}[/]",
+                      soft_wrap=True)
+
+
+@app.command()
 def architectures(as_json: JsonOpt = False) -> None:
     """List the model families and what their size and reg knobs mean."""
     from loopml.models.registry import architecture_names, get_architecture
@@ -426,7 +505,9 @@ def run(directory: Annotated[Path | None, typer.Argument(
                  f"digits project in ./{DIGITS_DIR}")] = None,
         architecture: Annotated[list[str] | None, typer.Option(
             "--arch", "-a", help="candidate (repeatable)")] = None,
-        jobs: Annotated[int, typer.Option("--jobs", "-j", help="candidates fitted at once")] = 1,
+        jobs: Annotated[int, typer.Option("--jobs", "-j", callback=_check_jobs,
+                                          help="candidates fitted at once (-1: all cores)")
+                        ] = 1,
         project: Annotated[Path | None, typer.Option(
             "--project", "-p", help="project folder")] = None,
         as_json: JsonOpt = False) -> None:

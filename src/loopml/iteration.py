@@ -84,7 +84,21 @@ class Iteration:
         return load(self.model_path)
 
     def predictions(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / PREDICTIONS_FILE)
+        """The run's predictions on train and val (test too for a chosen candidate)."""
+        file = self.folder / PREDICTIONS_FILE
+        try:
+            return pd.read_parquet(file)
+        except FileNotFoundError:
+            raise LoopmlError(f"the predictions of run {self.run_id[:8]} are missing ({file} "
+                              "was deleted)", hint="its scores and 'loopml show' still work; "
+                              "to diagnose it or analyse its errors, train the "
+                              f"architecture ({self.architecture}) again with 'loopml train'"
+                              ) from None
+        except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors
+            raise LoopmlError(f"the predictions of run {self.run_id[:8]} are not readable "
+                              f"({file}: {exc})".splitlines()[0],
+                              hint="train the architecture again with 'loopml train'"
+                              ) from None
 
     def save_predictions(self, predictions: pd.DataFrame) -> Path:
         return write_parquet_atomic(predictions, self.folder / PREDICTIONS_FILE)
@@ -115,10 +129,38 @@ class Iteration:
         if extra:
             warnings.warn(f"{file}: ignoring unknown keys {extra}", stacklevel=2)
         try:
-            return cls(**{k: v for k, v in data.items() if k in known}, path=Path(directory))
+            iteration = cls(**{k: v for k, v in data.items() if k in known},
+                            path=Path(directory))
         except TypeError as exc:
             raise LoopmlError(f"{file} is missing fields of an iteration record: {exc}",
                               hint="remove that run's folder, or restore the file") from None
+        wrong = _wrong_fields(iteration)
+        if wrong:
+            raise LoopmlError(f"{file} has fields of the wrong type: {', '.join(wrong)}",
+                              hint="remove that run's folder, or restore the file")
+        return iteration
+
+
+_NUMBER = (int, float)
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "run_id": str, "architecture": str, "params": dict, "metrics": dict, "metric": str,
+    "data_version": str, "split_version": str, "created": str, "duration_s": _NUMBER,
+    "n_train": int, "tags": dict, "seed": int, "warnings": list}
+
+
+def _wrong_fields(iteration: Iteration) -> list[str]:
+    """The fields of a loaded record that would break a later reader (e.g. ``metrics: "x"``)."""
+    wrong = [f"{name} (not {kind.__name__ if isinstance(kind, type) else 'a number'})"
+             for name, kind in _FIELD_TYPES.items()
+             if isinstance(getattr(iteration, name), bool)
+             or not isinstance(getattr(iteration, name), kind)]
+    if isinstance(iteration.metrics, dict) and any(
+            isinstance(v, bool) or not isinstance(v, _NUMBER)
+            for v in iteration.metrics.values()):
+        wrong.append("metrics (a value is not a number)")
+    if isinstance(iteration.metric, str) and iteration.metric not in METRICS:
+        wrong.append(f"metric (unknown metric '{iteration.metric}')")
+    return wrong
 
 
 def best_iteration(runs: list[Iteration], *, data_version: str | None = None,

@@ -44,6 +44,17 @@ def _rmse(y, pred, proba=None, classes=None) -> float:
 
 
 def _log_loss(y, pred, proba=None, classes=None) -> float:
+    """Cross-entropy; a class the model never saw (only in val) gets probability 0.
+
+    That happens when a new class arrives with the data and is placed in val or
+    test: the loss is then large, as it should be, instead of an error.
+    """
+    if classes is not None:
+        unseen = [c for c in pd.unique(np.asarray(y)) if c not in set(classes)]
+        if unseen:
+            proba = np.hstack([np.asarray(proba, dtype=float),
+                               np.zeros((len(proba), len(unseen)))])
+            classes = [*classes, *unseen]
     return float(skm.log_loss(y, proba, labels=classes))
 
 

@@ -24,6 +24,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
@@ -36,6 +37,7 @@ from loopml.exceptions import LoopmlError
 LOCAL = "local"
 PROBE_TIMEOUT_S = 5.0  # TCP connect to the cluster's port before handing it to Ray
 CONNECT_TIMEOUT_S = 20.0  # ray.init on a port that answers but never speaks Ray
+PARENT_POLL_S = 1.0  # how often a worker checks that the loopml process is still there
 _HINT = "start it with `ray start --head`, or drop --ray / ray_address to run on local cores"
 # Recent Ray starts clusters with token auth; a driver given an explicit address sends
 # its token only under RAY_AUTH_MODE=token, else ray.init retries until it times out.
@@ -77,9 +79,29 @@ def parallel_map(func: Callable[[Any], Any], tasks: Iterable[Any], *, n_jobs: in
 def _joblib_map(func: Callable[[Any], Any], tasks: list[Any], n_jobs: int) -> Iterator[Any]:
     # One thread per worker: LightGBM and torch otherwise each take every core, and
     # k workers x k threads on k cores spin against each other (5x slower, measured).
-    with parallel_config(backend="loky", inner_max_num_threads=1):
+    # Workers watch their parent: a SIGKILLed loopml must not leave them running.
+    with parallel_config(backend="loky", inner_max_num_threads=1,
+                         initializer=exit_with_parent, initargs=(os.getpid(),)):
         yield from Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(func)(t) for t in tasks)
+
+
+def exit_with_parent(parent: int, *, every_s: float = PARENT_POLL_S) -> None:
+    """Run in each worker: exit as soon as ``parent`` (the loopml process) is gone.
+
+    A worker busy in a fit never reads its task queue, so it would not notice
+    a killed parent until the fit ends, and an idle one waits minutes for its
+    idle timeout; a daemon thread polling the parent pid ends it within
+    ``every_s`` seconds instead (``os.getppid`` changes when the parent dies).
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    if os.getppid() != parent:  # it died while this worker started
+        os._exit(1)
+    threading.Thread(target=watch, name="loopml-exit-with-parent", daemon=True).start()
 
 
 def shutdown() -> None:

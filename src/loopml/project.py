@@ -16,7 +16,7 @@ import re
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +28,16 @@ from loopml.atomic import locked
 from loopml.data.dataset import Dataset
 from loopml.data.load import load_dataset
 from loopml.data.provenance import ActionRecord, DataSource, ExampleDrop, Origin
-from loopml.data.split import PARTS, Split, SplitUpdate
+from loopml.data.split import (
+    PARTS,
+    SPLIT_FILES,
+    Duplicates,
+    Resplit,
+    Split,
+    SplitUpdate,
+    duplicate_inputs,
+    source_only,
+)
 from loopml.exceptions import LoopmlError, RunNotFoundError, ScopeError
 from loopml.iteration import ITERATION_FILE, Iteration, best_iteration
 from loopml.metrics import ClassBalance, MetricChoice, choose_metric, class_balance
@@ -36,7 +45,7 @@ from loopml.models.registry import EstimatorFactory
 from loopml.parallel import parallel_map
 from loopml.progress import Progress, no_progress
 from loopml.scope import SCOPE_FILE, Baseline, DataSpec, Scope, read_scope, write_scope
-from loopml.track import RUNS_DIR, Tracker
+from loopml.track import RUNS_DIR, STORE_FILE, StaleRun, Tracker, release_store
 from loopml.train import (
     FitResult,
     fit_candidate,
@@ -114,6 +123,29 @@ class ChosenRun:
                 "split_version": self.split_version}
 
 
+@dataclass
+class Tidied:
+    """What :meth:`Project.tidy` cleaned up after processes that were killed."""
+
+    runs: list[StaleRun] = field(default_factory=list)
+    temporaries: list[Path] = field(default_factory=list)
+    examples: list[Path] = field(default_factory=list)  # files actions.json does not list
+    skipped: str = ""  # why part of it was left for next time
+
+    def describe(self) -> str:
+        failed = [r.run_id[:8] for r in self.runs if r.outcome == "failed"]
+        finished = [r.run_id[:8] for r in self.runs if r.outcome == "finished"]
+        parts = [f"{len(failed)} run(s) whose process died marked failed and their folders "
+                 f"removed ({', '.join(failed)})" if failed else "",
+                 f"{len(finished)} whole run(s) whose process died marked finished "
+                 f"({', '.join(finished)})" if finished else "",
+                 f"{len(self.temporaries)} temporary file(s) of dead writers removed"
+                 if self.temporaries else "",
+                 f"{len(self.examples)} unlisted added-example file(s) removed"
+                 if self.examples else ""]
+        return "; ".join(p for p in parts if p)
+
+
 class Project:
     """A loopml project on disk."""
 
@@ -121,6 +153,12 @@ class Project:
     class_balance: ClassBalance | None = None
     #: set by :meth:`init`: the metric it chose for the scope, and why
     metric_choice: MetricChoice | None = None
+    #: set by :meth:`init`: how many examples repeat another's inputs (they share a part)
+    duplicates: Duplicates | None = None
+    #: set by :meth:`init` with ``force``: where the old ``.loopml/`` was moved
+    moved_state: Path | None = None
+    #: set by :meth:`init`: rows left out for an empty target (``drop_missing_target``)
+    dropped_missing_target: int = 0
 
     def __init__(self, root: Path, scope: Scope) -> None:
         self.root = Path(root).resolve()
@@ -137,16 +175,60 @@ class Project:
         if not path.exists():
             raise ScopeError(f"project folder {path} does not exist",
                              hint="create one with 'loopml init DIR --data FILE --target COL'")
-        return cls(path, read_scope(path / SCOPE_FILE))
+        project = cls(path, read_scope(path / SCOPE_FILE))
+        project.tidy()
+        return project
+
+    def tidy(self) -> Tidied | None:
+        """Close what killed loopml processes left in ``.loopml/``, and say so on stderr.
+
+        Runs whose process died are marked FAILED in MLflow and their folders
+        removed (or FINISHED, when their record was whole); temporary files of
+        dead writers and added-example files the manifest never listed are
+        removed. A live process's run or files are never touched. Called by
+        :meth:`load`; cheap (a few file checks) when there is nothing to tidy.
+        """
+        from loopml.atomic import leftover_temporaries, remove_path
+
+        if not self.state_dir.is_dir() or not (
+                self.tracker.stale_runs() or leftover_temporaries(self.state_dir)
+                or _unlisted_examples(self.state_dir)):
+            return None
+        done = Tidied()
+        try:
+            with locked(self.state_dir, "tidy", timeout=0):
+                done.runs = self.tracker.tidy()
+                done.temporaries = leftover_temporaries(self.state_dir)
+                for path in done.temporaries:
+                    remove_path(path)
+                with locked(self.state_dir, "examples", timeout=0):
+                    done.examples = _unlisted_examples(self.state_dir)
+                    for path in done.examples:
+                        remove_path(path)
+        except LoopmlError as exc:  # another process holds the lock, or the store is damaged
+            done.skipped = exc.message
+        if done.describe():
+            from loopml.console import console
+
+            console.print(f"[yellow]tidied {self.state_dir}:[/] {done.describe()}",
+                          highlight=False)
+        return done
 
     @classmethod
     def init(cls, directory: str | Path, *, data: str, target: str | None = None,
              task: str | None = None, metric: str | None = None, name: str | None = None,
              id_column: str | None = None, baseline: float | None = None,
-             target_performance: float | None = None, force: bool = False) -> Project:
+             target_performance: float | None = None, force: bool = False,
+             yes: bool = False, drop_missing_target: bool = False) -> Project:
         """Infer a scope from the data, check it, then write loopml.yaml and the split.
 
-        Nothing is written unless every check passes. For classification the
+        Nothing is written unless every check passes. ``force`` replaces an
+        existing project: its ``.loopml/`` is moved aside to
+        ``.loopml.old-<UTC time>/`` (with the old loopml.yaml), never deleted,
+        and ``project.moved_state`` says where. When it holds runs, tags or
+        added examples, ``yes`` must confirm it. Rows with an empty target are
+        refused unless ``drop_missing_target`` (then recorded in loopml.yaml as
+        ``data.missing_target: drop``). For classification the
         target's class balance is counted (``project.class_balance``); when a
         class is rare and no ``metric`` is given, a metric a majority-class
         model cannot win is chosen and ``balance`` turned on, and why is
@@ -156,6 +238,8 @@ class Project:
         if (root / SCOPE_FILE).exists() and not force:
             raise ScopeError(f"{root / SCOPE_FILE} already exists",
                              hint="edit it, or pass --force to replace it")
+        if force and not yes:
+            _confirm_replacing(root / STATE_DIR)
         data = _relative_source(data, root)
         from loopml.data.sources import read_source
 
@@ -164,10 +248,12 @@ class Project:
         if target is None:
             raise LoopmlError("no --target given", hint="name the column to predict: "
                               f"one of {', '.join(map(str, raw.frame.columns))}")
-        spec = DataSpec(source=data, target=target, id_column=id_column)
+        spec = DataSpec(source=data, target=target, id_column=id_column,
+                        missing_target="drop" if drop_missing_target else "error")
         from loopml.data.dataset import build_dataset
 
         dataset = build_dataset(raw, spec, task=task, name=name or root.name)
+        dropped = len(raw.frame) - len(dataset.frame)  # rows with no target, when asked
         spec.features = dict(dataset.features)
         balance = class_balance(dataset.y()) if dataset.task == "classification" else None
         choice = choose_metric(dataset.task, balance, given=metric)
@@ -187,12 +273,14 @@ class Project:
             if dataset is not source:
                 split = split.update(dataset)[0]
         root.mkdir(parents=True, exist_ok=True)
-        if force and project.state_dir.exists():
-            shutil.rmtree(project.state_dir)
+        moved = _move_state_aside(root) if force and project.state_dir.exists() else None
         split.save(project.state_dir)
         write_scope(scope, root / SCOPE_FILE, notes=choice.notes())
         project.__dict__["dataset"] = dataset
         project.class_balance, project.metric_choice = balance, choice
+        project.moved_state = moved
+        project.dropped_missing_target = dropped
+        project.duplicates = duplicate_inputs(dataset)
         return project
 
     # ------------------------------------------------------------ state
@@ -224,20 +312,98 @@ class Project:
 
     @property
     def split(self) -> Split:
-        """The stored split, as it is on disk (reading never changes it).
+        """The stored split, as it is on disk (reading never changes its parts).
 
         When the data has examples the split does not know yet, or lacks ones
         it knows, call :meth:`update_split` (the verbs that train, diagnose
-        or analyse do so themselves and say what moved).
+        or analyse do so themselves and say what moved). A missing split is
+        rebuilt from the runs' recorded ids (or refused), and announced; one
+        made with other fractions or seed than loopml.yaml's is a ScopeError
+        naming ``loopml resplit``.
+        """
+        return self._read_split(recover=True)
+
+    def _read_split(self, *, recover: bool) -> Split:
+        """The stored split, checked against the scope's fractions and seed.
+
+        A missing split is rebuilt (``recover``, see :meth:`_rebuild_split`)
+        and the rebuild announced; one made with other fractions or another
+        seed than loopml.yaml's is refused: only ``loopml resplit`` re-splits.
         """
         stored = Split.load(self.state_dir)
+        if stored is None and recover:
+            with locked(self.state_dir, "split"):
+                stored = Split.load(self.state_dir) or self._rebuild_split()
         if stored is None:
             raise ScopeError(f"project {self.root} has no stored split "
                              f"({self.state_dir / 'split.parquet'})",
-                             hint="restore split.parquet and split.json from a backup: a new "
-                                  "split would move examples between train, val and test, "
-                                  "and every run so far was compared on the old one")
+                             hint="restore split.parquet and split.json from a backup")
+        spec, seed = self.scope.split, self.scope.seed
+        if not stored.same_settings(spec, seed):
+            old = "/".join(f"{stored.fractions.get(p, 0):g}" for p in PARTS)
+            raise ScopeError(
+                f"loopml.yaml asks for split train/val/test {spec.train:g}/{spec.val:g}/"
+                f"{spec.test:g} with seed {seed}, but the stored split "
+                f"({self.state_dir / 'split.json'}) was made with {old} and seed {stored.seed}",
+                hint="put the old values back in loopml.yaml, or run 'loopml resplit' to split "
+                     "again (runs so far keep their scores, which stop comparing with new runs)")
         return stored
+
+    def _rebuild_split(self) -> Split:
+        """Rebuild a lost split, or refuse: it is never recomputed silently while runs exist.
+
+        With runs, the newest run on the current data that saw the whole train
+        part gives its train and val ids from its predictions (the rest is
+        test); the rebuild is kept only when its version is the one the run
+        recorded. With no run, nothing was ever compared on the old split, so
+        it is computed from the scope as ``init`` would. Either way it is
+        saved and announced.
+        """
+        from loopml.console import console
+
+        runs = self.runs()
+        dataset = self.dataset
+        if not runs:
+            split = Split.compute(source_only(dataset), self.scope.split, seed=self.scope.seed)
+            if dataset.added is not None and len(dataset.added):
+                split = split.update(dataset)[0]
+            how = "computed it from loopml.yaml (no run was scored on the old one)"
+        else:
+            split, how = self._split_from_runs(runs, dataset)
+        split.save(self.state_dir)
+        console.print(f"[yellow]split missing:[/] {how}; saved it to "
+                      f"{self.state_dir / SPLIT_FILES[0]} (split {split.version})",
+                      highlight=False, soft_wrap=True)
+        return split
+
+    def _split_from_runs(self, runs: list[Iteration], dataset: Dataset) -> tuple[Split, str]:
+        """The split a run on the current data was trained on, rebuilt from its predictions."""
+        fractions = {"train": self.scope.split.train, "val": self.scope.split.val,
+                     "test": self.scope.split.test}
+        tried = []
+        for it in reversed(runs):
+            if it.data_version != dataset.version or "loopml.train_fraction" in it.tags:
+                continue  # another data version, or a run that saw only part of train
+            try:
+                predictions = it.predictions()
+            except (LoopmlError, OSError, ValueError):
+                continue
+            parts = predictions.set_index(predictions["id"].astype(str))["part"]
+            split = Split.from_parts(parts[parts != "test"], dataset, seed=self.scope.seed,
+                                     fractions=fractions)
+            if split.version == it.split_version:
+                return split, f"rebuilt it from run {it.run_id[:8]}'s recorded ids"
+            tried.append(it.run_id[:8])
+        checked = (f"the runs on it ({', '.join(tried[:5])}) do not give back the split they "
+                   "recorded" if tried else
+                   "no run that saw the whole train part was trained on it")
+        raise ScopeError(
+            f"project {self.root} has no stored split ({self.state_dir / SPLIT_FILES[0]}), and "
+            f"it cannot be rebuilt from the runs: the data is at version {dataset.version} and "
+            f"{checked}",
+            hint="restore split.parquet and split.json from a backup, or bring the data back "
+                 "to the version the latest run was trained on; 'loopml resplit --yes' makes "
+                 "a new split (runs so far then stop comparing with new ones)")
 
     def update_split(self) -> SplitUpdate | None:
         """Bring the stored split up to the current data, and say what changed.
@@ -250,8 +416,9 @@ class Project:
 
     def _sync_split(self) -> tuple[Split, SplitUpdate | None]:
         """The split for the current data (read once), and the update it took, if any."""
+        self._read_split(recover=True)  # a missing split is rebuilt before the lock below
         with locked(self.state_dir, "split"):
-            stored = self.split
+            stored = self._read_split(recover=False)
             if stored.data_version == self.dataset.version:
                 return stored, None
             split, update = stored.update(self.dataset)
@@ -261,7 +428,7 @@ class Project:
     def _current_split(self) -> Split:
         """The split for work on the current data, updated (and announced) when stale."""
         split, update = self._sync_split()
-        if update is not None and (update.n_added or update.n_removed):
+        if update is not None and (update.n_added or update.n_removed or update.n_relabelled):
             self.on_split_update(update)
         return split
 
@@ -270,6 +437,40 @@ class Project:
         from loopml.console import console
 
         console.print(f"[yellow]data changed:[/] {update.describe()}", highlight=False)
+
+    def resplit(self, *, yes: bool = False) -> Resplit:
+        """Split again from loopml.yaml's fractions and seed (after they were edited).
+
+        Runs so far were scored on the old split: they are kept, but their val
+        scores stop comparing with new runs, so with runs ``yes`` must confirm
+        it (without it: a ScopeError saying what would change, nothing
+        written). The old split files are moved aside to
+        ``.loopml/split.old-<UTC time>.parquet`` / ``.json``, never deleted.
+        A damaged or missing split is replaced the same way.
+        """
+        from datetime import UTC, datetime
+
+        from loopml.data.split import move_split_aside, resplit
+        from loopml.exceptions import DataError
+
+        with locked(self.state_dir, "split"):
+            try:
+                before = Split.load(self.state_dir)
+            except DataError:
+                before = None  # a damaged split is what resplit replaces
+            runs = len(self.runs())
+            plan = resplit(self.dataset, self.scope.split, seed=self.scope.seed, before=before,
+                           runs=runs)
+            if plan.unchanged and before.same_settings(self.scope.split, self.scope.seed):
+                return plan
+            if runs and not yes:
+                raise ScopeError(f"resplit would make {plan.describe()}",
+                                 hint="add --yes to go ahead (the old split files are moved "
+                                      f"aside to {self.state_dir}/split.old-<time>.*)")
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            moved = move_split_aside(self.state_dir, stamp)
+            plan.after.save(self.state_dir)
+        return replace(plan, moved_aside=moved)
 
     # ------------------------------------------------------------ added examples
 
@@ -335,6 +536,13 @@ class Project:
 
     @cached_property
     def tracker(self) -> Tracker:
+        runs = self.state_dir / RUNS_DIR
+        if not self.scope.tracking_uri and not (self.state_dir / STORE_FILE).exists() and \
+                runs.is_dir() and any(f.is_dir() for f in runs.iterdir()):
+            warnings.warn(f"the MLflow store {self.state_dir / STORE_FILE} is missing: a new "
+                          "one is made; the runs recorded before stay listed by loopml (from "
+                          f"{runs}), but the MLflow UI will not show them", stacklevel=1)
+            release_store(self.state_dir)
         return Tracker(self.state_dir, self.scope.name, tracking_uri=self.scope.tracking_uri)
 
     # ------------------------------------------------------------ verbs
@@ -352,6 +560,12 @@ class Project:
         be judged over several seeds.
         """
         seed = self.scope.seed if seed is None else int(seed)
+        if not 0 <= seed < 2**32:
+            raise LoopmlError(f"seed must be between 0 and 2**32 - 1, got {seed}")
+        if train_fraction is not None and not 0 < train_fraction <= 1:
+            raise LoopmlError(f"--train-fraction must be in (0, 1], got {train_fraction}",
+                              hint="the share of the train part to train on: e.g. 0.5 "
+                                   "for half, 1 for all of it")
         name = architecture or self.candidates()[0]
         split = self._current_split()
         estimator = self.factory.make(name, size=size, reg=reg, seed=seed, **(params or {}))
@@ -433,17 +647,20 @@ class Project:
 
         Reports share one plotly.js in ``.loopml/assets/``; with a tracking
         server (``tracking_uri``) each embeds its own, as it is read elsewhere.
+        The evidence is read and the report written under one lock, so a
+        ``diagnose`` and an ``errors`` finishing at once cannot drop each other's section.
         """
         from loopml.diagnose import Diagnosis
         from loopml.errors.report import ErrorReport
         from loopml.report.run import write_run_report
 
-        return write_run_report(
-            iteration, iteration.predictions() if predictions is None else predictions,
-            self.dataset, diagnosis=Diagnosis.load(iteration.folder),
-            errors=ErrorReport.load(iteration.folder), candidates=candidates,
-            project_name=self.scope.name,
-            assets=None if self.scope.tracking_uri else self.state_dir / ASSETS_DIR)
+        with locked(self.state_dir, "reports"):
+            return write_run_report(
+                iteration, iteration.predictions() if predictions is None else predictions,
+                self.dataset, diagnosis=Diagnosis.load(iteration.folder),
+                errors=ErrorReport.load(iteration.folder), candidates=candidates,
+                project_name=self.scope.name,
+                assets=None if self.scope.tracking_uri else self.state_dir / ASSETS_DIR)
 
     def diagnose(self, run_id: str | None = None, *, folds: int | None = None,
                  budget: float | None = None, full: bool = False, curves: bool = True,
@@ -460,6 +677,7 @@ class Project:
         from loopml.diagnose import Reference, diagnose
 
         iteration = self.choose_run(run_id).iteration
+        predictions = iteration.predictions()  # the report needs them: say so before the sweep
         baseline = self.scope.baseline
         reference = Reference(metric=self.scope.metric,
                               baseline=baseline.value if baseline else None,
@@ -477,7 +695,7 @@ class Project:
                 "diag_j_cv": d.j_cv, "diag_avoidable_bias": d.avoidable_bias,
                 "diag_variance": d.variance, "diag_majority_error": d.majority_error,
                 "diag_reference_error": d.reference_error}.items() if np.isfinite(v)})
-        self.write_report(iteration)
+        self.write_report(iteration, predictions=predictions)
         return d
 
     def errors(self, run_id: str | None = None, *, label_issues: bool = True,
@@ -524,13 +742,15 @@ class Project:
 
         scope = self.scope
         module = self.root / (scope.traits_module or "traits.py")
-        if scope.traits_module and not module.exists():
-            raise ScopeError(f"traits_module '{scope.traits_module}' in loopml.yaml does not "
-                             f"exist ({module})", hint="fix the path, or remove the key")
-        functions = load_trait_functions(module) if module.exists() else []
+        if scope.traits_module and not module.is_file():
+            raise ScopeError(f"traits_module '{scope.traits_module}' in loopml.yaml is not a "
+                             f"file ({module})", hint="fix the path, or remove the key")
+        functions = load_trait_functions(module, timeout=scope.traits_timeout) \
+            if scope.traits_module is not False and module.is_file() else []
         return TraitSources(specs=list(scope.traits), functions=functions,
                             function_file=module if functions else None,
-                            tags=TagStore(self.state_dir).by_trait())
+                            tags=TagStore(self.state_dir).by_trait(),
+                            timeout=scope.traits_timeout)
 
     def tag(self, ids: list[str], trait: str, *, remove: bool = False) -> int:
         """Tag examples with a trait by hand (or untag them); returns how many changed."""
@@ -643,9 +863,94 @@ def _fit_or_explain(name: str, estimator, dataset: Dataset, split: Split, *,
                     train_ids=None) -> FitResult:
     try:
         return fit_candidate(name, estimator, dataset, split, train_ids=train_ids)
-    except (ValueError, TypeError) as exc:
-        raise LoopmlError(f"training '{name}' failed: {exc}",
-                          hint="check the feature types in loopml.yaml") from exc
+    except Exception as exc:
+        # LightGBM checks its parameters in C++ and raises its own error type
+        if not isinstance(exc, ValueError | TypeError) and \
+                not type(exc).__module__.startswith("lightgbm"):
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = re.sub(r" at \S+\.cpp, line \d+ ?\.?$", "", text)  # LightGBM's source line
+        raise LoopmlError(f"training '{name}' failed: {text}",
+                          hint=_fit_hint(str(exc))) from exc
+
+
+def _fit_hint(message: str) -> str:
+    """Where to look, from what the estimator refused (not always the feature types)."""
+    lowered = message.lower()
+    if "convert" in lowered and ("float" in lowered or "string" in lowered):
+        return ("a column typed numeric in loopml.yaml holds text: type it categorical "
+                "or text there, or clean the column")
+    if "infinity" in lowered or "too large" in lowered:
+        return "fix or remove the rows with infinite values in the data source"
+    if lowered.startswith(("size must", "reg must")):
+        return "'loopml architectures' says what --size and --reg mean and their defaults"
+    if "param" in lowered or "check failed" in lowered:
+        return "a --param value is out of the estimator's range; drop it to use the default"
+    return ("the estimator refused the data or a parameter, as the message says; check "
+            "--size, --reg and --param, and the feature types in loopml.yaml")
+
+
+def _state_contents(state_dir: Path) -> dict[str, int]:
+    """What a ``.loopml/`` holds that a user made: runs, tags, added examples (by count)."""
+    from loopml.data.examples import ExampleStore
+    from loopml.groups.tags import TagStore
+
+    runs = state_dir / RUNS_DIR
+    counts = {"run": sum(1 for f in runs.iterdir() if f.is_dir()) if runs.is_dir() else 0}
+    for what, read in (("tag", lambda: TagStore(state_dir).load()),
+                       ("added-example action", lambda: ExampleStore(state_dir).records())):
+        try:
+            counts[what] = len(read())
+        except LoopmlError:  # a damaged file still holds something a user may want back
+            counts[what] = 1
+    return {what: n for what, n in counts.items() if n}
+
+
+def _confirm_replacing(state_dir: Path) -> None:
+    """Refuse ``init --force`` over runs, tags or added examples unless confirmed."""
+    if not state_dir.is_dir():
+        return
+    held = _state_contents(state_dir)
+    if held:
+        what = ", ".join(f"{n} {w}{'' if n == 1 else 's'}" for w, n in held.items())
+        raise ScopeError(f"--force would replace {state_dir}, which holds {what}",
+                         hint="add --yes to go ahead (the old state is moved aside to "
+                              f"{STATE_DIR}.old-<time>/, not deleted), or init another folder")
+
+
+def _move_state_aside(root: Path) -> Path:
+    """Rename ``.loopml/`` to ``.loopml.old-<UTC time>/`` with the loopml.yaml it belonged to."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = root / f"{STATE_DIR}.old-{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = root / f"{STATE_DIR}.old-{stamp}-{n}"
+    (root / STATE_DIR).rename(target)
+    release_store(root / STATE_DIR)
+    if (root / SCOPE_FILE).is_file():
+        shutil.copy2(root / SCOPE_FILE, target / SCOPE_FILE)
+    return target
+
+
+def _unlisted_examples(state_dir: Path) -> list[Path]:
+    """Files in ``.loopml/examples/`` of an add that died before it listed them."""
+    from loopml.data.examples import EXAMPLES_DIR, MANIFEST_FILE, ExampleStore
+
+    folder = state_dir / EXAMPLES_DIR
+    try:
+        entries = [p for p in folder.iterdir() if p.name != MANIFEST_FILE]
+    except OSError:
+        return []
+    if not entries:
+        return []
+    try:
+        listed = {r.action_id for r in ExampleStore(state_dir).records()}
+    except LoopmlError:  # a damaged manifest: every verb says so; delete nothing
+        return []
+    return [p for p in entries if p.name.removesuffix(".parquet") not in listed]
 
 
 def _relative_source(data: str, root: Path) -> str:

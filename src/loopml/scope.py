@@ -45,6 +45,23 @@ class DataSpec(_Strict):
     ignore: list[str] = Field(default_factory=list, description="columns dropped entirely")
     image_size: int = Field(32, ge=4, le=512, description="side, in pixels, that images "
                             "are resized to for models trained from scratch")
+    missing_target: Literal["error", "drop"] = Field(
+        "error", description="rows whose target is empty: error (refuse the data, naming "
+                             "them) or drop (leave them out of every part)")
+
+    @model_validator(mode="after")
+    def _one_role_per_column(self) -> DataSpec:
+        """A column has one role: a target that is also a feature would be its own answer."""
+        for role, names in [("features", list(self.features)), ("metadata", self.metadata),
+                            ("ignore", self.ignore)]:
+            if self.target in names:
+                raise ValueError(f"the target '{self.target}' is also listed under "
+                                 f"data.{role}; remove it from there")
+        both = sorted(set(self.features) & set(self.ignore))
+        if both:
+            raise ValueError(f"{', '.join(map(repr, both))} listed under both data.features "
+                             "and data.ignore; keep one")
+        return self
 
 
 class Baseline(_Strict):
@@ -78,7 +95,7 @@ def parse_duration(text: str) -> float:
     """'90s', '15m', '2h' or a number of seconds -> seconds."""
     match = _DURATION.match(str(text))
     if not match:
-        raise ValueError(f"'{text}' is not a duration; write e.g. 90s, 15m or 2h")
+        raise ValueError(f"{_short(str(text))} is not a duration; write e.g. 90s, 15m or 2h")
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
 
 
@@ -87,7 +104,8 @@ class TraitSpec(_Strict):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
-    name: str = Field(description="the trait's name, as reports show it", pattern=r"^[\w.:-]+$")
+    name: str = Field(description="the trait's name, as reports show it", pattern=r"^[\w.:-]+$",
+                      max_length=100)
     column: str | None = Field(None, description="the column it tests")
     matches: str | None = Field(None, description="a regular expression found in the value")
     between: tuple[float | None, float | None] | None = Field(
@@ -146,7 +164,8 @@ class Scope(_Strict):
     target_performance: float | None = Field(None, description="the metric value at which "
                                              "the project is done")
     split: SplitSpec = Field(default_factory=SplitSpec)
-    seed: int = Field(0, description="seed for the split and every model")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for the split and every "
+                      "model (0 to 2**32 - 1, as numpy takes)")
     budget: Budget = Field(default_factory=Budget)
     architectures: list[str] = Field(default_factory=list, description="candidates "
                                      "'loopml run' trains; empty: the defaults for the data")
@@ -157,16 +176,26 @@ class Scope(_Strict):
     traits: list[TraitSpec] = Field(default_factory=list, description="named yes/no "
                                     "properties error analysis counts, e.g. {name: long, "
                                     "column: text, matches: '.{500,}'}")
-    traits_module: str | None = Field(None, description="a Python file of functions marked "
-                                      "@loopml.trait (relative to this file); none: "
-                                      "traits.py here, if it exists")
+    traits_module: str | Literal[False] | None = Field(
+        None, description="a Python file of functions marked @loopml.trait (relative to "
+        "this file); none: traits.py here, if it exists; false: no Python traits")
+    traits_timeout: float = Field(60, gt=0, description="seconds the Python traits may run: "
+                                  "importing the file, and each trait on its own")
+
+    @field_validator("traits_module", mode="before")
+    @classmethod
+    def _module_named(cls, value: Any) -> Any:
+        if value is True or (isinstance(value, str) and not value.strip()):
+            raise ValueError("name a Python file, or write false to use no Python traits "
+                             "(null: traits.py, if it exists)")
+        return value
 
     @model_validator(mode="after")
     def _metric_fits(self) -> Scope:
         metric = METRICS.get(self.metric)
         if metric is None or metric.task != self.task:
             names = [m.name for m in METRICS.values() if m.task == self.task]
-            raise ValueError(f"metric '{self.metric}' is not a {self.task} metric; "
+            raise ValueError(f"metric {_short(self.metric)} is not a {self.task} metric; "
                              f"use one of {', '.join(names)}")
         for label, value in [("baseline.value", self.baseline and self.baseline.value),
                              ("target_performance", self.target_performance)]:
@@ -213,14 +242,21 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """A value's repr cut to ``limit`` characters: a pasted blob must not flood the message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _describe(error: dict, lines: dict[tuple, int], file: Path) -> str:
     loc = tuple(p for p in error["loc"] if p not in ("function-after",))
     key = ".".join(str(p) for p in loc) or "(top level)"
+    key = key if len(key) <= 80 else f"{key[:80]}... ({len(key)} characters)"
     line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
     where = f"{file.name} line {line}" if line else file.name
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc)
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        close = difflib.get_close_matches(str(loc[-1])[:80], allowed, n=1)
         tip = f" Did you mean '{close[0]}'?" if close else ""
         return (f"{where}: unknown key '{key}'.{tip} Allowed here: {', '.join(allowed)}")
     if error["type"] == "missing":
@@ -229,7 +265,7 @@ def _describe(error: dict, lines: dict[tuple, int], file: Path) -> str:
     if not loc:
         return f"{where}: {message}"
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict | list) else f" (got {_short(got)})"
     return f"{where}: key '{key}': {message}{shown}"
 
 

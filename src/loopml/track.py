@@ -11,24 +11,41 @@ alone takes ~1.5 s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
+import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loopml.atomic import replace_dir_atomic, write_text_atomic
+from loopml.atomic import (
+    LEFTOVER_AGE_S,
+    locked,
+    process_alive,
+    process_identity,
+    remove_path,
+    replace_dir_atomic,
+    temporary_prefix,
+    write_text_atomic,
+)
 from loopml.exceptions import LoopmlError
 
 MODEL_DIR = "model"
 STORE_FILE = "mlflow.db"
 RUNS_DIR = "runs"
+OWNER_FILE = "owner.json"  # in .loopml/runs/<id>/ while the process that trains it runs
+RECORD_FILE = "iteration.json"  # loopml.iteration.ITERATION_FILE: a run's record, written last
+STORE_LOCK = "mlflow"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def run_dir(state_dir: Path, run_id: str) -> Path:
@@ -43,6 +60,7 @@ class TrackedRun:
     run_id: str
     local_dir: Path
     client: Any
+    store_lock: Any = contextlib.nullcontext  # Tracker._store_lock: writes take turns
 
     def log(self, *, params: dict | None = None, metrics: dict | None = None,
             tags: dict | None = None) -> None:
@@ -51,11 +69,12 @@ class TrackedRun:
         from mlflow.utils.time import get_current_time_millis
 
         now = get_current_time_millis()
-        self.client.log_batch(
-            self.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
-            params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
+        with self.store_lock():
+            self.client.log_batch(
+                self.run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+                params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+                tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
     def save_model(self, estimator: Any, *, schema: dict) -> Path:
         """Save the estimator as an MLflow model folder that predicts without the project.
@@ -80,7 +99,7 @@ class TrackedRun:
 
         ModelSchema.from_dict(schema)  # what we write must load again
         target = self.local_dir / MODEL_DIR
-        build = Path(tempfile.mkdtemp(dir=self.local_dir, prefix=f".{MODEL_DIR}.",
+        build = Path(tempfile.mkdtemp(dir=self.local_dir, prefix=temporary_prefix(MODEL_DIR),
                                       suffix=".tmp"))
         try:
             os.chmod(build, 0o755)
@@ -144,6 +163,20 @@ class Tracker:
         self._client = None
         self._experiment_id: str | None = None
 
+    @contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """Writes to the local SQLite store take turns (a remote server orders its own).
+
+        Two processes creating the store at once both try to create its tables
+        ("table experiments already exists"), and concurrent writers can meet
+        "database is locked"; holding ``.loopml/.locks/mlflow.lock`` avoids both.
+        """
+        if self.remote:
+            yield
+        else:
+            with locked(self.state_dir, STORE_LOCK):
+                yield
+
     def _connect(self):
         if self._client is None:
             from mlflow.tracking import MlflowClient
@@ -152,35 +185,61 @@ class Tracker:
 
             self.state_dir.mkdir(parents=True, exist_ok=True)
             try:
-                client = MlflowClient(tracking_uri=self.tracking_uri)
-                found = client.get_experiment_by_name(self.experiment)
-                self._experiment_id = found.experiment_id if found else client.create_experiment(
-                    self.experiment, artifact_location=None if self.remote else
-                    (self.state_dir / RUNS_DIR).resolve().as_uri())
+                with self._store_lock():
+                    client = MlflowClient(tracking_uri=self.tracking_uri)
+                    found = client.get_experiment_by_name(self.experiment)
+                    self._experiment_id = (
+                        found.experiment_id if found else client.create_experiment(
+                            self.experiment, artifact_location=None if self.remote else
+                            (self.state_dir / RUNS_DIR).resolve().as_uri()))
+            except LoopmlError:
+                raise
             except Exception as exc:  # mlflow raises many types for an unreachable store
-                raise LoopmlError(f"cannot open the MLflow store at {self.tracking_uri}: "
-                                  f"{exc}".splitlines()[0],
-                                  hint="check tracking_uri in loopml.yaml") from None
+                raise self._store_error(exc) from None
             self._client = client
         return self._client
 
+    def _store_error(self, exc: Exception) -> LoopmlError:
+        """What is wrong with the store, and what to do: a remote URI or the local file."""
+        first = f"{exc}".splitlines()[0] if f"{exc}" else type(exc).__name__
+        if self.remote:
+            return LoopmlError(f"cannot open the MLflow store at {self.tracking_uri}: {first}",
+                               hint="check tracking_uri in loopml.yaml, and that the "
+                                    "server answers")
+        store = self.state_dir / STORE_FILE
+        return LoopmlError(
+            f"cannot open the project's MLflow store {store}: {first}",
+            hint=f"the file is damaged or not writable: check its permissions, or move it "
+                 f"aside (a new store is made on the next run); 'loopml runs', 'show' and "
+                 f"the reports still work, they read the run folders in "
+                 f"{self.state_dir / RUNS_DIR}")
+
     @contextmanager
     def run(self, *, name: str, tags: dict | None = None) -> Iterator[TrackedRun]:
-        """An MLflow run; on any error it is deleted with its files (nothing half-written)."""
+        """An MLflow run; on any error it is deleted with its files (nothing half-written).
+
+        While it is open, ``.loopml/runs/<id>/owner.json`` names this process; a
+        run whose owner died before it finished is tidied by :meth:`tidy`.
+        """
         client = self._connect()
-        created = client.create_run(self._experiment_id, run_name=name, tags=tags or {})
-        run_id = created.info.run_id
-        local = run_dir(self.state_dir, run_id)
-        local.mkdir(parents=True, exist_ok=True)
+        with locked(self.state_dir, STORE_LOCK):  # also remote: tidy tells a birth from a death
+            created = client.create_run(self._experiment_id, run_name=name, tags=tags or {})
+            run_id = created.info.run_id
+            local = run_dir(self.state_dir, run_id)
+            local.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(local.parent / OWNER_FILE, json.dumps(process_identity()))
         try:
-            yield TrackedRun(run_id, local, client)
+            yield TrackedRun(run_id, local, client, self._store_lock)
             if self.remote:
                 client.log_artifacts(run_id, str(local))
-            client.set_terminated(run_id, "FINISHED")
+            with self._store_lock():
+                client.set_terminated(run_id, "FINISHED")
+            (local.parent / OWNER_FILE).unlink(missing_ok=True)
         except BaseException:
-            client.set_terminated(run_id, "FAILED")
-            client.delete_run(run_id)
-            shutil.rmtree(local.parent, ignore_errors=True)
+            with self._store_lock():
+                client.set_terminated(run_id, "FAILED")
+                client.delete_run(run_id)
+            remove_path(local.parent)
             raise
 
     def annotate(self, run_id: str, *, metrics: dict[str, float] | None = None,
@@ -189,12 +248,186 @@ class Tracker:
 
         Files already sit in the run's local folder; a remote store gets a copy.
         """
+        from mlflow.exceptions import MlflowException
+
         client = self._connect()
-        TrackedRun(run_id, run_dir(self.state_dir, run_id), client).log(metrics=metrics,
-                                                                         tags=tags)
+        try:
+            with self._store_lock():
+                TrackedRun(run_id, run_dir(self.state_dir, run_id), client).log(
+                    metrics=metrics, tags=tags)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            import warnings
+
+            warnings.warn(f"run {run_id} is not in the MLflow store {self.tracking_uri} (was "
+                          "it deleted or replaced?): the result is saved in the run's folder "
+                          "and report, which loopml reads, but the MLflow UI will not show "
+                          "it", stacklevel=2)
+            return
         if self.remote:
             for file in files:
                 client.log_artifact(run_id, str(file))
+
+    # ------------------------------------------------------------ runs of dead processes
+
+    def stale_runs(self) -> list[StaleRun]:
+        """Runs whose process died before they finished; cheap: reads files, no mlflow.
+
+        A run folder whose ``owner.json`` names a dead process on this host; a
+        folder with neither an owner nor a record, older than a minute (its
+        process died between creating it and naming itself, or while deleting
+        it); and, in the local store, a RUNNING run with no owner older than a
+        minute (its process died before it made the folder). A run whose owner
+        lives, or runs on another host, is never stale.
+        """
+        runs_root = self.state_dir / RUNS_DIR
+        stale: dict[str, StaleRun] = {}
+        owned: set[str] = set()
+        young: set[str] = set()  # nobody named yet: perhaps being created right now
+        now = time.time()
+        for folder in _run_folders(runs_root):
+            owner = _read_owner(folder / OWNER_FILE)
+            recorded = (folder / "artifacts" / RECORD_FILE).exists()
+            if owner is not None:
+                owned.add(folder.name)
+                if not owner or process_alive(owner) is False:  # {}: damaged
+                    stale[folder.name] = self._stale(folder.name)
+            elif not recorded:
+                (young.add(folder.name) if _age(folder, now) <= LEFTOVER_AGE_S
+                 else stale.setdefault(folder.name, self._stale(folder.name)))
+        for run_id, started in self._running_in_store():
+            if run_id not in stale and run_id not in owned:
+                (young.add(run_id) if now - started / 1000 <= LEFTOVER_AGE_S
+                 else stale.setdefault(run_id, self._stale(run_id)))
+        if young:  # a run is created under the store lock: if we get it, its creator died
+            with contextlib.suppress(LoopmlError), locked(self.state_dir, STORE_LOCK, timeout=0):
+                for run_id in young:
+                    run = self._stale(run_id)
+                    folder = runs_root / run_id
+                    if not (folder / OWNER_FILE).exists() and not run.recorded:
+                        stale[run_id] = run
+        return sorted(stale.values(), key=lambda r: r.run_id)
+
+    def _stale(self, run_id: str) -> StaleRun:
+        folder = self.state_dir / RUNS_DIR / run_id
+        return StaleRun(run_id, recorded=(folder / "artifacts" / RECORD_FILE).exists(),
+                        folder=folder if folder.exists() else None)
+
+    def _running_in_store(self) -> list[tuple[str, int]]:
+        """(run id, start ms) of the local store's RUNNING runs, read with plain sqlite3."""
+        store = self.state_dir / STORE_FILE
+        if self.remote or not store.exists():
+            return []
+        try:
+            with contextlib.closing(sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro",
+                                                    uri=True, timeout=5)) as db:
+                return [(row[0], int(row[1] or 0)) for row in db.execute(
+                    "SELECT run_uuid, start_time FROM runs "
+                    "WHERE status = 'RUNNING' AND lifecycle_stage = 'active'")]
+        except sqlite3.Error:  # no runs table yet, or a damaged store: nothing to tidy here
+            return []
+
+    def tidy(self) -> list[StaleRun]:
+        """Close the runs :meth:`stale_runs` finds; returns what was done to each.
+
+        A run with its record (``iteration.json``, written last) is whole: it is
+        marked FINISHED. One without is marked FAILED and its folder removed.
+        The caller holds a lock so that two processes do not tidy at once.
+        """
+        stale = self.stale_runs()
+        if not stale:
+            return []
+        client = self._connect()
+        for run in stale:
+            status = self._status(client, run.run_id)
+            if run.recorded and status != "DELETED":
+                if self.remote and status == "RUNNING" and run.folder is not None:
+                    client.log_artifacts(run.run_id, str(run.folder / "artifacts"))
+                if status == "RUNNING":
+                    with self._store_lock():
+                        client.set_terminated(run.run_id, "FINISHED")
+                run.outcome = "finished"
+                if run.folder is not None:
+                    (run.folder / OWNER_FILE).unlink(missing_ok=True)
+                continue
+            if status == "RUNNING":
+                with self._store_lock():
+                    client.set_tag(run.run_id, "loopml.failed",
+                                   "its process died before the run finished")
+                    client.set_terminated(run.run_id, "FAILED")
+            run.outcome = "failed"
+            if run.folder is not None:
+                remove_path(run.folder)
+        return stale
+
+    @staticmethod
+    def _status(client: Any, run_id: str) -> str | None:
+        """RUNNING, FINISHED, FAILED, ..., DELETED for a deleted run, None if unknown."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            info = client.get_run(run_id).info
+        except MlflowException:
+            return None
+        return "DELETED" if info.lifecycle_stage == "deleted" else info.status
+
+
+@dataclass
+class StaleRun:
+    """A run left behind by a dead process, and what tidying did to it."""
+
+    run_id: str
+    recorded: bool  # its iteration.json was written: the run is whole
+    folder: Path | None = None
+    outcome: str = field(default="")  # "finished" or "failed", once tidied
+
+
+def _run_folders(runs_root: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(runs_root)
+                if _RUN_ID.match(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _read_owner(path: Path) -> dict[str, Any] | None:
+    try:
+        owner = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # half-written or damaged: nobody we can find, so its writer is gone
+    return owner if isinstance(owner, dict) else {}
+
+
+def _age(path: Path, now: float) -> float:
+    try:
+        return now - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def release_store(state_dir: Path) -> None:
+    """Close this process's connections to the local store, which was moved or deleted.
+
+    MLflow keeps one engine per store URI for the life of the process; after
+    ``init --force`` moved ``.loopml/`` aside, a notebook's next run would
+    otherwise write through it into the moved file (or fail: read-only).
+    """
+    import sys
+
+    if "mlflow" not in sys.modules:  # nothing opened: nothing to close
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service import utils
+
+    engine = SqlAlchemyStore._engine_map.pop(
+        f"sqlite:///{(state_dir / STORE_FILE).resolve()}", None)
+    if engine is not None:
+        engine.dispose()
+    with contextlib.suppress(AttributeError):  # private to MLflow: may move
+        type(utils._tracking_store_registry)._get_store_with_resolved_uri.cache_clear()
 
 
 def load_model(model_dir: Path) -> Any:

@@ -28,6 +28,13 @@ from loopml.exceptions import DataError
 from loopml.scope import DataSpec
 
 ID_NAME = "id"
+#: how content ids (no id column, no natural id) are made: from the inputs alone,
+#: so a relabelled example keeps its id. Projects split before that hashed the
+#: whole row, target included ("rows"); they keep doing so (their split.json
+#: names no scheme), since new ids would re-place every example under their runs.
+ID_SCHEME = "inputs"
+LEGACY_ID_SCHEME = "rows"
+ID_SCHEMES = (ID_SCHEME, LEGACY_ID_SCHEME)
 
 
 @dataclass
@@ -46,6 +53,7 @@ class Dataset:
     name: str = "data"
     image_shape: tuple[int, int, int] | None = None
     added: pd.DataFrame | None = None
+    id_scheme: str = ID_SCHEME
 
     @property
     def ids(self) -> pd.Index:
@@ -168,19 +176,39 @@ def _check_columns(names: list[str], frame: pd.DataFrame, what: str, where: str)
     columns = [str(c) for c in frame.columns]
     for name in names:
         if name not in frame.columns:
-            raise DataError(f"{what} '{name}' is not a column of {where}.{_close(name, columns)}",
+            shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
+            raise DataError(f"{what} '{shown}' is not a column of {where}."
+                            f"{_close(name, columns)}",
                             hint=f"the columns are: {', '.join(columns)}")
 
 
+def input_keys(dataset: Dataset) -> pd.Series:
+    """A hash of each example's inputs (every feature; an image by its file's bytes), by id.
+
+    Examples with equal keys are exact duplicates for a model: the split keeps
+    each such group in one part.
+    """
+    content = dataset.X().copy()
+    for name, kind in dataset.features.items():
+        if kind == "image":
+            content[name] = [file_digest(p) for p in content[name]]
+    return pd.Series(pd.util.hash_pandas_object(content, index=False).to_numpy(),
+                     index=dataset.ids, name="input_key")
+
+
 def _content_ids(frame: pd.DataFrame) -> pd.Index:
-    """Ids from the row's values, numbered on repeats, so re-reading gives the same ids."""
+    """Ids from the row's inputs, numbered on repeats, so re-reading gives the same ids.
+
+    ``frame`` holds no target: a relabelled example keeps its id (and its part).
+    """
     hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     base = pd.Series([f"{h:016x}"[:12] for h in hashes])
     repeat = base.groupby(base).cumcount()
     return pd.Index([b if r == 0 else f"{b}-{r}" for b, r in zip(base, repeat, strict=True)])
 
 
-def _ids(raw: RawSource, spec: DataSpec, frame: pd.DataFrame, where: str) -> pd.Index:
+def _ids(raw: RawSource, spec: DataSpec, frame: pd.DataFrame, where: str, *,
+         id_scheme: str = ID_SCHEME) -> pd.Index:
     if spec.id_column:
         _check_columns([spec.id_column], frame, "id_column", where)
         ids = pd.Index(frame[spec.id_column].astype(str))
@@ -191,20 +219,59 @@ def _ids(raw: RawSource, spec: DataSpec, frame: pd.DataFrame, where: str) -> pd.
         return ids
     if raw.ids is not None:
         return raw.ids
-    return _content_ids(frame.drop(columns=spec.ignore, errors="ignore"))
+    hashed = spec.ignore if id_scheme == LEGACY_ID_SCHEME else [*spec.ignore, spec.target]
+    return _content_ids(frame.drop(columns=hashed, errors="ignore"))
+
+
+def _rows(raw: RawSource, mask: np.ndarray, shown: int = 5) -> str:
+    """The first rows of ``mask``: file lines for a CSV (header = line 1), else row numbers."""
+    at = np.flatnonzero(mask)
+    more = f", ... ({len(at) - shown} more)" if len(at) > shown else ""
+    if raw.kind == "csv":
+        return "lines " + ", ".join(str(i + 2) for i in at[:shown]) + more
+    return "rows " + ", ".join(str(i + 1) for i in at[:shown]) + more + " (1 = first row)"
+
+
+def _check_numeric(raw: RawSource, columns: list[str], where: str) -> None:
+    """Columns the scope types numeric hold numbers; text there would fail only in the fit,
+    after the split had already been moved to the new data."""
+    for name in columns:
+        column = raw.frame[name]
+        if pd.api.types.is_numeric_dtype(column):
+            continue
+        text = (pd.to_numeric(column, errors="coerce").isna() & column.notna()).to_numpy()
+        text = text if text.any() else column.notna().to_numpy()
+        first = column[text].iloc[0] if text.any() else None
+        shown = repr(first) if len(repr(first)) <= 40 else repr(first)[:40] + "..."
+        raise DataError(f"column '{name}' of {where} is typed numeric in loopml.yaml but holds "
+                        f"text: {shown} ({_rows(raw, text)})",
+                        hint="fix those values, or type the column categorical or text in "
+                             "loopml.yaml")
 
 
 def build_dataset(raw: RawSource, spec: DataSpec, *, task: str | None = None,
-                  name: str = "data") -> Dataset:
-    """Apply the scope's column roles to a raw table and check they make sense."""
+                  name: str = "data", id_scheme: str = ID_SCHEME) -> Dataset:
+    """Apply the scope's column roles to a raw table and check they make sense.
+
+    ``id_scheme`` says how content ids are made (:data:`ID_SCHEME`, or the
+    legacy one of a project split before it).
+    """
     frame = raw.frame
     where = f"data source '{spec.source}'"
     _check_columns([spec.target], frame, "target column", where)
     _check_columns(spec.metadata + spec.ignore + list(spec.features), frame, "column", where)
-    frame = frame.set_axis(_ids(raw, spec, frame, where).rename(ID_NAME), axis=0)
-    missing_target = frame[spec.target].isna()
+    _check_numeric(raw, [c for c, kind in spec.features.items() if kind == "numeric"], where)
+    frame = frame.set_axis(_ids(raw, spec, frame, where, id_scheme=id_scheme).rename(ID_NAME),
+                           axis=0)
+    missing_target = frame[spec.target].isna().to_numpy()
     if missing_target.all():
         raise DataError(f"target column '{spec.target}' of {where} is empty")
+    if missing_target.any() and spec.missing_target != "drop":
+        raise DataError(f"{missing_target.sum()} rows of {where} have no value in the target "
+                        f"column '{spec.target}' ({_rows(raw, missing_target)})",
+                        hint="fill or remove those rows, or leave them out of every part: "
+                             "'loopml init --drop-missing-target', or set "
+                             "data.missing_target: drop in loopml.yaml")
     frame = frame.loc[~missing_target]
     task = task or infer_task(frame[spec.target])
     taken = {spec.target, *spec.metadata, *spec.ignore, spec.id_column}
@@ -223,6 +290,16 @@ def build_dataset(raw: RawSource, spec: DataSpec, *, task: str | None = None,
     elif not pd.api.types.is_numeric_dtype(frame[spec.target]):
         raise DataError(f"task is regression but target column '{spec.target}' is not "
                         "numeric", hint="set task: classification, or pick a numeric target")
+    else:
+        infinite = np.isinf(frame[spec.target].to_numpy(dtype=float))
+        if infinite.any():
+            where_rows = np.flatnonzero(~missing_target)[infinite]
+            mask = np.zeros(len(missing_target), bool)
+            mask[where_rows] = True
+            raise DataError(f"{infinite.sum()} rows of {where} have an infinite target "
+                            f"'{spec.target}' ({_rows(raw, mask)}); a regression model "
+                            "cannot fit or score them", hint="fix or remove those rows")
     keep = [*features, spec.target, *[m for m in spec.metadata if m not in features]]
     return Dataset(frame[keep].copy(), spec.target, features, task,
-                   metadata=list(spec.metadata), name=name, image_shape=raw.image_shape)
+                   metadata=list(spec.metadata), name=name, image_shape=raw.image_shape,
+                   id_scheme=id_scheme)

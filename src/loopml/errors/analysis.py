@@ -68,6 +68,7 @@ from loopml.groups import (
 from loopml.groups.builtin import builtin_names
 from loopml.groups.rows import origin_column
 from loopml.groups.slice import WORD_PREFIX
+from loopml.groups.traits import TraitStopped
 from loopml.iteration import Iteration, best_iteration
 from loopml.models.registry import EstimatorFactory
 from loopml.progress import Progress, no_progress
@@ -106,6 +107,12 @@ def analyse_errors(iteration: Iteration, dataset: Dataset, split: Split, *,
     classes = list(dataset.classes)
     preds = iteration.predictions()
     val = preds[(preds["part"] == "val") & preds["id"].isin(dataset.ids.astype(str))]
+    if val.empty:
+        raise LoopmlError(
+            f"none of run {iteration.run_id[:8]}'s val examples are in the current data (the "
+            f"run was trained on data {iteration.data_version}, the data is now "
+            f"{dataset.version}): there is nothing of it to analyse",
+            hint="train a run on the current data ('loopml train'), or bring the data back")
     scorer = Scorer.from_predictions(val, dataset.task, iteration.metric, classes)
     ids = pd.Index(scorer.ids, name=dataset.ids.name)
     kind = modality(dataset)
@@ -335,6 +342,8 @@ def _reads_label(definition: Group, rows: Rows) -> bool:
     unlabelled = Rows.from_frame(rows.frame.drop(columns=[target]), like=rows.like)
     try:
         membership(definition, unlabelled)
+    except TraitStopped:  # out of time or exited: a fault of the trait, not a sign
+        raise
     except (LoopmlError, KeyError, ValueError, TypeError):
         return True
     return False

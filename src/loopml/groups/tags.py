@@ -18,7 +18,19 @@ from loopml.atomic import locked, write_text_atomic
 from loopml.exceptions import DataError
 
 TAGS_FILE = "tags.json"
-TRAIT_NAME = re.compile(r"^[\w.:-]+$")
+TRAIT_NAME = re.compile(r"[\w.:-]+")  # whole name (fullmatch): "odd\n" is not one
+MAX_TRAIT_NAME = 100  # reports, tables and MLflow tags show it whole
+
+
+def check_trait_name(name: str) -> None:
+    """Refuse a name reports could not show: other characters, or over 100 of them."""
+    if len(name) > MAX_TRAIT_NAME:
+        raise DataError(f"the trait name '{name[:40]}...' is {len(name):,} characters long; "
+                        f"the most is {MAX_TRAIT_NAME}", hint="give it a short name")
+    if not TRAIT_NAME.fullmatch(name):
+        raise DataError(f"{name!r} is not a trait name",
+                        hint="use letters, digits, '_', '.', ':' or '-', without spaces or "
+                             "line breaks")
 
 
 class TagStore:
@@ -46,9 +58,7 @@ class TagStore:
     def change(self, ids: list[str], trait_name: str, known: pd.Index, *,
                remove: bool = False) -> int:
         """Add (or remove) a tag on examples; every id must be one of ``known``."""
-        if not TRAIT_NAME.match(trait_name):
-            raise DataError(f"'{trait_name}' is not a trait name",
-                            hint="use letters, digits, '_', '.', ':' or '-'")
+        check_trait_name(trait_name)
         unknown = [i for i in ids if i not in known]
         if unknown:
             close = difflib.get_close_matches(unknown[0], [str(k) for k in known[:50_000]], n=3)

@@ -19,15 +19,28 @@ or ``texts`` by naming those parameters::
     @loopml.trait(description="the reviewer's text mentions a refund")
     def refund(frame):
         return frame["review"].str.contains("refund", case=False)
+
+The file is the user's code, so loopml guards every moment it runs (the
+import, the scan for marked functions, each call): a time limit
+(``traits_timeout`` in loopml.yaml, checked between Python bytecodes, so one
+long call into C code such as a huge matrix product ends only when it
+returns), ``print`` sent to stderr so ``--json`` output stays one document,
+and ``sys.exit`` turned into an error naming the file and function. Ctrl-C is
+let through; ``os._exit`` cannot be caught.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import inspect
 import re
-from collections.abc import Callable
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,12 +50,102 @@ import pandas as pd
 
 from loopml.exceptions import DataError, LoopmlError, ScopeError
 from loopml.groups.group import Group, TraitGroup, TraitSource
+from loopml.groups.tags import check_trait_name
 from loopml.scope import TraitSpec
 
 if TYPE_CHECKING:
     from loopml.groups.rows import Rows
 
 _MARK = "__loopml_trait__"
+DEFAULT_TIMEOUT = 60.0  # seconds; the default of ``traits_timeout`` in loopml.yaml
+
+
+class TraitStopped(LoopmlError):
+    """The user's trait code ran out of time or exited; it is not a wrong input to retry."""
+
+
+# ---------------------------------------------------------------- running user code
+
+
+class _TimeUp(BaseException):
+    """Raised inside the user's code when its time is up.
+
+    A BaseException, so an ``except Exception`` in the user's code does not
+    swallow it.
+    """
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`_TimeUp` in the code run inside after ``seconds``.
+
+    A SIGALRM timer: signals reach only the main thread, so elsewhere (and
+    where the platform has no ``setitimer``) the code runs without a limit.
+    A timer set by someone else is restored, less the time spent here.
+    """
+    if seconds is None or not hasattr(signal, "setitimer") \
+            or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ring(signum: int, frame: Any) -> None:
+        raise _TimeUp
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        try:  # the timer fires once: if it fires in here, the inner block still runs
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+            if outer:
+                signal.setitimer(signal.ITIMER_REAL,
+                                 max(outer - (time.monotonic() - start), 1e-3))
+
+
+def _line_in(exc: BaseException, file: Path | None) -> str:
+    """' at traits.py line N': the last line of ``file`` that ``exc`` passed through."""
+    if file is None:
+        return ""
+    target = file.resolve()
+
+    def ours(name: str | None) -> bool:
+        return bool(name) and Path(name).resolve() == target
+
+    line = exc.lineno if isinstance(exc, SyntaxError) and ours(exc.filename) else None
+    tb = exc.__traceback__
+    while tb is not None:
+        if ours(tb.tb_frame.f_code.co_filename):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" at {file.name} line {line}" if line else ""
+
+
+@contextlib.contextmanager
+def _user_code(what: str, file: Path | None, timeout: float | None) -> Iterator[None]:
+    """Run the user's code: within ``timeout``, its prints on stderr, its exits as errors.
+
+    ``what`` names the code in the messages ("importing trait file ...",
+    "trait 'x' (function f in traits.py)"). Other exceptions pass through
+    for the caller to explain.
+    """
+    try:
+        with contextlib.redirect_stdout(sys.stderr), _time_limit(timeout):
+            yield
+    except _TimeUp as exc:
+        raise TraitStopped(
+            f"{what} did not finish within {timeout:g} s (stopped{_line_in(exc, file)})",
+            hint=f"look for an endless loop there; if it is only slow, raise traits_timeout "
+                 f"in loopml.yaml (now {timeout:g} s), e.g. traits_timeout: {4 * timeout:g}"
+        ) from None
+    except SystemExit as exc:
+        raise TraitStopped(
+            f"{what} exited{_line_in(exc, file)} (SystemExit: {exc.code!r}) instead of "
+            "returning", hint="a trait returns one yes/no per example; to report a "
+            "problem, raise an exception with a message instead of calling exit") from None
 
 
 # ---------------------------------------------------------------- python traits
@@ -53,6 +156,14 @@ def trait(name: str | Callable | None = None, *, description: str | None = None)
 
     def mark(fn: Callable) -> Callable:
         label = name if isinstance(name, str) else fn.__name__
+        try:
+            check_trait_name(label)  # reports, tables and MLflow tags show it whole
+        except DataError as exc:
+            code = getattr(fn, "__code__", None)
+            where = (f" ({Path(code.co_filename).name} line {code.co_firstlineno})"
+                     if code else "")
+            raise ScopeError(f"@loopml.trait on function {getattr(fn, '__name__', fn)}{where}: "
+                             f"{exc.message}", hint=exc.hint) from None
         doc = (fn.__doc__ or "").strip().splitlines()
         setattr(fn, _MARK, {"name": label, "description": description or
                             (doc[0] if doc else "")})
@@ -66,39 +177,55 @@ def trait_info(fn: Callable) -> dict[str, str]:
     return getattr(fn, _MARK)
 
 
-def load_trait_functions(file: Path) -> list[Callable]:
-    """The marked functions of a Python file, in the order they are defined."""
+def load_trait_functions(file: Path, *, timeout: float | None = DEFAULT_TIMEOUT
+                         ) -> list[Callable]:
+    """The marked functions of a Python file, in the order they are defined.
+
+    Importing runs the user's code, guarded (see the module's docstring):
+    ``timeout`` seconds for the import and the scan together; None: no limit.
+    """
     spec = importlib.util.spec_from_file_location(f"loopml_traits_{abs(hash(file))}", file)
     if spec is None or spec.loader is None:
-        raise ScopeError(f"cannot import trait file {file}")
+        raise ScopeError(f"cannot import trait file {file}",
+                         hint="traits_module in loopml.yaml must name a .py file")
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        with _user_code(f"importing trait file {file}", file, timeout):
+            spec.loader.exec_module(module)
+            found = [v for v in vars(module).values() if callable(v) and hasattr(v, _MARK)]
+            return sorted(found, key=lambda f: (getattr(f, "__code__", None) and
+                          f.__code__.co_firstlineno) or 0)
     except Exception as exc:  # the user's code: report what broke and where
-        raise ScopeError(f"importing trait file {file} failed: {type(exc).__name__}: {exc}",
-                         hint="fix the file, or set traits_module: null in loopml.yaml"
-                         ) from exc
-    found = [v for v in vars(module).values() if callable(v) and hasattr(v, _MARK)]
-    return sorted(found, key=lambda f: (getattr(f, "__code__", None) and
-                  f.__code__.co_firstlineno) or 0)
+        if isinstance(exc, LoopmlError):
+            raise
+        raise ScopeError(f"importing trait file {file} failed{_line_in(exc, file)}: "
+                         f"{type(exc).__name__}: {exc}",
+                         hint="fix the file, or set traits_module: false in loopml.yaml to "
+                              "use no Python traits") from exc
 
 
 def call_trait(fn: Callable, frame: pd.DataFrame, inputs: dict[str, Callable[[], Any]],
-               file: Path | None) -> np.ndarray:
-    """Call a user's trait function on ``frame``; one yes/no per row, or a clear error."""
+               file: Path | None, *, timeout: float | None = DEFAULT_TIMEOUT) -> np.ndarray:
+    """Call a user's trait function on ``frame``; one yes/no per row, or a clear error.
+
+    The call is guarded (see the module's docstring): ``timeout`` seconds,
+    None: no limit.
+    """
     info = trait_info(fn)
     where = f" in {file.name}" if file else ""
     wanted = inspect.signature(fn).parameters
     kwargs = {k: inputs[k]() for k in wanted if k in inputs}
+    what = f"trait '{info['name']}' (function {fn.__name__}{where})"
     try:
-        result = fn(frame, **kwargs)
+        with _user_code(what, file, timeout):
+            mask = np.asarray(fn(frame, **kwargs))
+    except TraitStopped:
+        raise
     except Exception as exc:  # the user's code
-        raise LoopmlError(f"trait '{info['name']}' (function {fn.__name__}{where}) failed: "
-                          f"{type(exc).__name__}: {exc}",
+        raise LoopmlError(f"{what} failed{_line_in(exc, file)}: {type(exc).__name__}: {exc}",
                           hint="it receives the examples' table indexed by id"
                           + (f" and {', '.join(inputs)} if it names them" if inputs else "")
                           ) from exc
-    mask = np.asarray(result)
     if mask.shape != (len(frame),):
         raise LoopmlError(f"trait '{info['name']}' (function {fn.__name__}{where}) returned "
                           f"shape {mask.shape}; expected one yes/no per example "
@@ -119,15 +246,17 @@ class PythonTrait(TraitGroup):
     file: str
     about: str = ""
     fn: Callable | None = field(default=None, compare=False, repr=False)
+    timeout: float | None = field(default=DEFAULT_TIMEOUT, compare=False, repr=False)
 
     type_name = "python"
     source = TraitSource.PYTHON
 
     @classmethod
-    def of(cls, fn: Callable, file: Path) -> PythonTrait:
+    def of(cls, fn: Callable, file: Path, *, timeout: float | None = DEFAULT_TIMEOUT
+           ) -> PythonTrait:
         info = trait_info(fn)
         return cls(info["name"], fn.__name__, str(file), info["description"] or fn.__name__,
-                   fn)
+                   fn, timeout)
 
     @property
     def name(self) -> str:
@@ -144,7 +273,8 @@ class PythonTrait(TraitGroup):
         if not path.exists():
             raise ScopeError(f"trait '{self.name}' is defined in {path}, which is gone",
                              hint="restore the file, or drop the trait")
-        found = [f for f in load_trait_functions(path) if trait_info(f)["name"] == self.name]
+        found = [f for f in load_trait_functions(path, timeout=self.timeout)
+                 if trait_info(f)["name"] == self.name]
         if not found:
             raise ScopeError(f"trait '{self.name}' is no longer defined in {path}",
                              hint=f"it was function {self.function}")
@@ -152,7 +282,8 @@ class PythonTrait(TraitGroup):
         return found[0]
 
     def _members(self, rows: Rows) -> np.ndarray:
-        return call_trait(self._function(), rows.frame, rows.inputs(), Path(self.file))
+        return call_trait(self._function(), rows.frame, rows.inputs(), Path(self.file),
+                          timeout=self.timeout)
 
     def _fields(self) -> dict[str, Any]:
         return {"function": self.function, "file": self.file}
@@ -310,11 +441,12 @@ class TraitSources:
     functions: list[Callable] = field(default_factory=list)
     function_file: Path | None = None
     tags: dict[str, set[str]] = field(default_factory=dict)
+    timeout: float | None = DEFAULT_TIMEOUT  # seconds per call of a function; None: no limit
 
     def definitions(self) -> list[Group]:
         """Every user trait as a group, in source order (scope, python, tags)."""
         out: list[Group] = [ScopeTrait(spec) for spec in self.specs]
-        out += [PythonTrait.of(fn, self.function_file or Path("traits.py"))
-                for fn in self.functions]
+        out += [PythonTrait.of(fn, self.function_file or Path("traits.py"),
+                               timeout=self.timeout) for fn in self.functions]
         out += [TagTrait(name, frozenset(map(str, ids))) for name, ids in self.tags.items()]
         return out

@@ -314,13 +314,24 @@ _CASTS = {FeatureKind.NUMERIC: _numeric, FeatureKind.CATEGORICAL: _categorical,
 def load(path: str | os.PathLike[str]) -> PackagedModel:
     """The model in a folder written by ``TrackedRun.save_model``, without importing mlflow."""
     folder = Path(path)
+    if not folder.exists() and folder.name == "model" and folder.parent.name == "artifacts":
+        raise LoopmlError(f"the model of run {folder.parent.parent.name[:8]} is missing "
+                          f"({folder} was deleted)",
+                          hint="its scores, report and 'loopml show' still work, and "
+                               "'loopml diagnose' refits; to predict or judge labels, train "
+                               "the architecture again with 'loopml train'")
     if not (folder / MLMODEL_FILE).is_file():
         raise LoopmlError(f"{folder} is not a saved model (it has no {MLMODEL_FILE})",
                           hint="pass the 'model' folder of a run: .loopml/runs/<run_id>/"
                                "artifacts/model")
     import yaml
 
-    info = yaml.safe_load((folder / MLMODEL_FILE).read_text()) or {}
+    try:
+        info = yaml.safe_load((folder / MLMODEL_FILE).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise LoopmlError(f"{folder / MLMODEL_FILE} is not readable: {exc}".splitlines()[0],
+                          hint="the model folder is damaged: retrain it") from None
+    info = info if isinstance(info, dict) else {}
     pickled = info.get("flavors", {}).get("sklearn", {}).get("pickled_model", PICKLE_FILE)
     schema_file = folder / SCHEMA_FILE
     try:
