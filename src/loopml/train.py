@@ -89,8 +89,8 @@ def predict_parts(estimator: Any, dataset: Dataset, split: Split, parts: tuple[s
         if dataset.task == "classification":
             proba = estimator.predict_proba(X)
             frame["y_pred"] = estimator.classes_[np.argmax(proba, axis=1)]
-            for i, cls in enumerate(estimator.classes_):
-                frame[f"proba:{cls}"] = proba[:, i]
+            columns = pd.DataFrame(proba, columns=[f"proba:{c}" for c in estimator.classes_])
+            frame = pd.concat([frame, columns], axis=1)  # one block: 200 classes, one copy
         else:
             frame["y_pred"] = estimator.predict(X)
         frames.append(frame)

@@ -26,6 +26,7 @@ Example
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -206,7 +207,9 @@ def _tree_oof(x: np.ndarray, target: np.ndarray, folds: list, *, task: str,
         else:
             model = DecisionTreeRegressor(max_leaf_nodes=128, min_samples_leaf=5,
                                           random_state=seed)
-        model.fit(x[fit], target[fit])
+        with warnings.catch_warnings():  # "many classes for few rows": true, and not news
+            warnings.simplefilter("ignore", UserWarning)
+            model.fit(x[fit], target[fit])
         pred[held] = model.predict(x[held])
     return pred
 
