@@ -10,23 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from checks import refused, state_files
 from loopml.exceptions import LoopmlError
 from loopml.project import Project
-
-
-def _refused(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert "error:" in result.output
-    for needle in needles:
-        assert needle in result.output, result.output
-
-
-def _state(folder: Path) -> dict[str, bytes]:
-    """Every file of the project's state, to prove a refused command changed nothing."""
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted((folder / ".loopml").rglob("*"))
-            if p.is_file() and p.name != "mlflow.db" and ".locks" not in p.parts}
 
 
 @pytest.fixture
@@ -59,12 +45,12 @@ def test_init_force_over_runs_needs_yes_and_moves_the_old_state_aside(
         cli, project: Path, penguins_csv: Path) -> None:
     runs = _run_ids(cli, project)
     assert cli("tag", "-p", project, *_some_ids(project, 3), "odd").exit_code == 0
-    before = _state(project)
+    before = state_files(project)
     old_scope = (project / "loopml.yaml").read_text()
 
-    _refused(cli("init", project, "--data", penguins_csv, "--target", "species", "--force"),
+    refused(cli("init", project, "--data", penguins_csv, "--target", "species", "--force"),
              "holds 2 runs, 3 tags", "--yes", "moved aside")
-    assert _state(project) == before
+    assert state_files(project) == before
     assert (project / "loopml.yaml").read_text() == old_scope
 
     result = cli("init", project, "--data", penguins_csv, "--target", "species", "--force",
@@ -139,7 +125,7 @@ def test_a_damaged_run_record_is_skipped_with_a_warning(cli, project: Path) -> N
         assert "UserWarning" not in result.stderr and "Traceback" not in result.output
         shown = cli("show", "-p", project, good[:8])
         assert shown.exit_code == 0 and good in shown.output
-        _refused(cli("show", "-p", project, bad[:8]), f"no run '{bad[:8]}'")
+        refused(cli("show", "-p", project, bad[:8]), f"no run '{bad[:8]}'")
 
 
 def test_a_damaged_run_hides_no_other_from_errors_and_diagnose(cli, project: Path) -> None:
@@ -183,28 +169,28 @@ def test_deleted_model_says_what_is_missing_and_what_works(cli, one_run: Path) -
     [run] = _run_ids(cli, one_run)
     shutil.rmtree(one_run / ".loopml" / "runs" / run / "artifacts" / "model")
     assert cli("show", "-p", one_run, run[:8]).exit_code == 0
-    before = _state(one_run)
-    _refused(cli("errors", "-p", one_run, run[:8], "--folds", "2"),
+    before = state_files(one_run)
+    refused(cli("errors", "-p", one_run, run[:8], "--folds", "2"),
              f"the model of run {run[:8]} is missing", "loopml train")
-    assert _state(one_run) == before
+    assert state_files(one_run) == before
 
 
 def test_deleted_predictions_say_what_is_missing(cli, one_run: Path) -> None:
     [run] = _run_ids(cli, one_run)
     (one_run / ".loopml" / "runs" / run / "artifacts" / "predictions.parquet").unlink()
     assert cli("show", "-p", one_run, run[:8]).exit_code == 0
-    before = _state(one_run)
+    before = state_files(one_run)
     for verb in (("diagnose", "--folds", "2", "--no-curves"), ("errors", "--no-label-issues")):
-        _refused(cli(verb[0], "-p", one_run, run[:8], *verb[1:]),
+        refused(cli(verb[0], "-p", one_run, run[:8], *verb[1:]),
                  f"the predictions of run {run[:8]} are missing", "loopml train")
-    assert _state(one_run) == before
+    assert state_files(one_run) == before
 
 
 def test_unreadable_model_file(cli, one_run: Path) -> None:
     [run] = _run_ids(cli, one_run)
     (one_run / ".loopml" / "runs" / run / "artifacts" / "model" / "MLmodel").write_bytes(
         b"\xff\xfe: [")
-    _refused(cli("errors", "-p", one_run, run[:8], "--folds", "2"), "MLmodel is not readable",
+    refused(cli("errors", "-p", one_run, run[:8], "--folds", "2"), "MLmodel is not readable",
              "retrain")
 
 
@@ -225,34 +211,34 @@ OUT_OF_RANGE = [
 
 
 def test_out_of_range_options_name_the_option_and_the_range(cli, one_run: Path) -> None:
-    before = _state(one_run)
+    before = state_files(one_run)
     for args, needles in OUT_OF_RANGE:
         result = cli(*args, "-p", one_run)
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output
         for needle in needles:
             assert needle in result.output, (args, result.output)
-    assert _state(one_run) == before
+    assert state_files(one_run) == before
 
 
 def test_negative_seed_in_the_scope(cli, one_run: Path) -> None:
-    before = _state(one_run)
+    before = state_files(one_run)
     scope = one_run / "loopml.yaml"
     scope.write_text(scope.read_text().replace("\nseed: 0", "\nseed: -1", 1))
-    _refused(cli("diagnose", "-p", one_run, "--folds", "2"), "key 'seed'",
+    refused(cli("diagnose", "-p", one_run, "--folds", "2"), "key 'seed'",
              "greater than or equal to 0")
-    assert _state(one_run) == before
+    assert state_files(one_run) == before
 
 
 def test_a_failed_fit_says_what_to_fix(cli, one_run: Path) -> None:
-    before = _state(one_run)
-    _refused(cli("train", "-p", one_run, "--arch", "linear", "--size", "-3"),
+    before = state_files(one_run)
+    refused(cli("train", "-p", one_run, "--arch", "linear", "--size", "-3"),
              "size must be > 0", "loopml architectures")
-    _refused(cli("train", "-p", one_run, "--arch", "gbt", "--param", "learning_rate=-1"),
+    refused(cli("train", "-p", one_run, "--arch", "gbt", "--param", "learning_rate=-1"),
              "training 'gbt' failed", "--param value")
     assert "config_auto.cpp" not in cli("train", "-p", one_run, "--arch", "gbt", "--param",
                                         "learning_rate=-1").output
-    assert _state(one_run) == before
+    assert state_files(one_run) == before
 
 
 # ---------------------------------------------------------------- targets
@@ -262,7 +248,7 @@ def test_missing_targets_are_refused_with_their_lines(cli, penguins_csv: Path) -
     frame = pd.read_csv(penguins_csv)
     frame.loc[[3, 10, 50, 60, 70, 80, 90], "species"] = None
     frame.to_csv("gaps.csv", index=False)
-    _refused(cli("init", "p", "--data", "gaps.csv", "--target", "species"),
+    refused(cli("init", "p", "--data", "gaps.csv", "--target", "species"),
              "7 rows of data source", "'species'", "lines 5, 12, 52, 62, 72, ... (2 more)",
              "--drop-missing-target", "data.missing_target: drop")
     assert not Path("p").exists()
@@ -279,13 +265,13 @@ def test_missing_targets_are_refused_with_their_lines(cli, penguins_csv: Path) -
 
 def test_missing_targets_appearing_later_are_refused(cli, one_run: Path,
                                                      penguins_csv: Path) -> None:
-    before = _state(one_run)
+    before = state_files(one_run)
     frame = pd.read_csv(penguins_csv)
     frame.loc[[0], "species"] = None
     frame.to_csv(penguins_csv, index=False)
-    _refused(cli("train", "-p", one_run, "--arch", "linear"), "1 rows", "lines 2",
+    refused(cli("train", "-p", one_run, "--arch", "linear"), "1 rows", "lines 2",
              "data.missing_target: drop")
-    assert _state(one_run) == before
+    assert state_files(one_run) == before
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
@@ -296,7 +282,7 @@ def test_infinite_regression_targets_are_refused_at_load(cli, boston_parquet: Pa
     path = Path(f"inf.{suffix}")
     frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
     where = "lines 7, 11" if suffix == "csv" else "rows 6, 10"
-    _refused(cli("init", "p", "--data", path, "--target", "medv"),
+    refused(cli("init", "p", "--data", path, "--target", "medv"),
              "2 rows", "infinite target 'medv'", where)
     assert not Path("p").exists()
 
@@ -305,13 +291,13 @@ def test_infinite_regression_targets_are_refused_at_load(cli, boston_parquet: Pa
 
 
 def test_bad_trait_names_for_tag(cli, one_run: Path) -> None:
-    before = _state(one_run)
+    before = state_files(one_run)
     example = _some_ids(one_run, 1)[0]
     for name, needle in [("odd\n", "is not a trait name"), ("two words", "is not a trait name"),
                          ("a" * 10_000, "10,000 characters long; the most is 100"),
                          ("", "is not a trait name")]:
-        _refused(cli("tag", "-p", one_run, example, name), needle)
-    assert _state(one_run) == before
+        refused(cli("tag", "-p", one_run, example, name), needle)
+    assert state_files(one_run) == before
     assert cli("tag", "-p", one_run, example, "a" * 100).exit_code == 0  # 100 is fine
     assert "a" * 100 in Project.load(one_run).tags()
 
@@ -320,11 +306,11 @@ def test_bad_trait_names_in_the_scope(cli, one_run: Path) -> None:
     scope = one_run / "loopml.yaml"
     original = scope.read_text()
     assert "\ntraits: []\n" in original
-    before = _state(one_run)
+    before = state_files(one_run)
     for name, needle in [("odd\n", "should match pattern"),
                          ("a" * 101, "at most 100 characters")]:
         scope.write_text(original.replace(
             "\ntraits: []\n", f"\ntraits:\n- name: {json.dumps(name)}\n  column: island\n"
             "  equals: Dream\n", 1))
-        _refused(cli("errors", "-p", one_run, "--no-label-issues"), "traits", needle)
-    assert _state(one_run) == before
+        refused(cli("errors", "-p", one_run, "--no-label-issues"), "traits", needle)
+    assert state_files(one_run) == before

