@@ -97,6 +97,24 @@ def test_prints_in_traits_keep_json_output_one_document(cli, project: Path) -> N
     assert "loading my traits" in result.stderr and "computing heavy" in result.stderr
 
 
+def test_output_below_print_keeps_json_output_one_document(project: Path) -> None:
+    """os.write(1, ...) and a subprocess bypass sys.stdout; they go to stderr too."""
+    import subprocess
+    import sys
+
+    (project / "traits.py").write_text(
+        "import os, subprocess, loopml\nos.write(1, b'raw bytes at import\\n')\n\n"
+        "@loopml.trait\ndef heavy(frame):\n"
+        "    subprocess.run(['echo', 'from a subprocess'])\n"
+        "    return frame['body_mass_g'] > 4500\n")
+    done = subprocess.run([sys.executable, "-m", "loopml.cli", "errors", "-p", str(project),
+                           "--no-label-issues", "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "heavy" in {t["name"] for t in json.loads(done.stdout)["traits"]}
+    assert "raw bytes at import" in done.stderr and "from a subprocess" in done.stderr
+
+
 def test_exit_in_a_trait_is_an_error_naming_the_function(cli, project: Path) -> None:
     (project / "traits.py").write_text(
         "import sys\nimport loopml\n\n@loopml.trait(name='quitter')\ndef quits(frame):\n"

@@ -125,6 +125,35 @@ def _line_in(exc: BaseException, file: Path | None) -> str:
 
 
 @contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send the user's output to stderr, at both levels: ``sys.stdout`` and file descriptor 1.
+
+    ``print`` goes through ``sys.stdout``; ``os.write(1, ...)``, a subprocess
+    or a C library write to descriptor 1 directly. Either would land before
+    the JSON document of ``--json``. Where descriptor 1 cannot be moved (no
+    such descriptor, an unusual host), only ``sys.stdout`` is.
+    """
+    import os
+
+    saved = None
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+@contextlib.contextmanager
 def _user_code(what: str, file: Path | None, timeout: float | None) -> Iterator[None]:
     """Run the user's code: within ``timeout``, its prints on stderr, its exits as errors.
 
@@ -133,7 +162,7 @@ def _user_code(what: str, file: Path | None, timeout: float | None) -> Iterator[
     for the caller to explain.
     """
     try:
-        with contextlib.redirect_stdout(sys.stderr), _time_limit(timeout):
+        with _stdout_to_stderr(), _time_limit(timeout):
             yield
     except _TimeUp as exc:
         raise TraitStopped(
