@@ -657,6 +657,253 @@ def data_drop(ctx: typer.Context,
                   f"; split {dropped.split_version_before} -> {dropped.split_version_after}")
 
 
+@app.command()
+def lift(action_id: Annotated[str, typer.Argument(help="the action's id (a unique prefix is "
+                                                  "enough; 'loopml data' lists them)")],
+         run_id: Annotated[str | None, typer.Option("--run", help="reference run (id or "
+                                                    "prefix); default: the best run on val")
+                           ] = None,
+         seeds: Annotated[int, typer.Option(help="fits with and without the action's "
+                                            "examples, each")] = 3,
+         jobs: Annotated[int, typer.Option("--jobs", "-j", callback=_check_jobs,
+                                           help="fits at once (-1: all cores)")] = 1,
+         project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """(Re)measure an action's lift: the reference run retrained with and without its examples."""
+    proj = _project(project)
+    with _bar(f"measuring the lift of {action_id}") as progress:
+        measured = proj.lift(action_id, run_id=run_id, seeds=seeds, n_jobs=jobs,
+                             progress=progress)
+    if as_json:
+        _emit(measured.to_dict())
+        return
+    _show_lift(measured)
+
+
+def _show_lift(measured) -> None:
+    """The lift's line, then overall and each scored group, worst first."""
+    console.print(measured.describe(), highlight=False, soft_wrap=True)
+    table = Table(title=f"val {measured.metric}, mean ± std over {len(measured.seeds)} seed(s)",
+                  title_justify="left")
+    for col in ("group", "val rows", "before", "after", "delta", "verdict"):
+        table.add_column(col, justify="left" if col in ("group", "verdict") else "right")
+    for g in [measured.overall, *measured.groups]:
+        style = "red" if str(g.verdict) == "loss" else "green" if str(g.verdict) == "gain" \
+            else None
+        table.add_row(g.name, str(g.n_val), _spread(g.before), _spread(g.after),
+                      f"{g.delta:+.4f}", str(g.verdict), style=style)
+    console.print(table)
+    for note in measured.notes:
+        console.print(f"[dim]note:[/] {note}", highlight=False)
+
+
+def _spread(scores) -> str:
+    return f"{_num(scores.mean)}±{_num(scores.std)}"
+
+
+@app.command()
+def ledger(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Every action that added examples, with its measured lift (overall and per group)."""
+    proj = _project(project)
+    entries = proj.ledger()
+    if as_json:
+        _emit({"entries": [e.to_dict() for e in entries]})
+        return
+    if not entries:
+        console.print("no lift measured yet: 'loopml lift ACTION' measures one")
+        return
+    table = Table(title=f"ledger of {proj.scope.name}", title_justify="left")
+    metric = f"val {proj.scope.metric} before -> after"
+    for col in ("action", "group", "examples", "reference", metric, "verdict", "groups worse"):
+        table.add_column(col, justify="right" if col == "examples" else "left",
+                         no_wrap=col == "action", min_width=13 if col == metric else None)
+    for e in entries:
+        overall = e.lift.overall
+        worse = ", ".join(g.name for g in e.lift.worse) or "none"
+        table.add_row(e.action_id, e.target_group or "", str(e.n_examples),
+                      f"{e.reference_run[:8]} {e.architecture}",
+                      f"{_spread(overall.before)} -> {_spread(overall.after)}"
+                      + ("" if e.metric == proj.scope.metric else f" {e.metric}"),
+                      f"{overall.verdict} ({overall.delta:+.4f})", worse,
+                      style="red" if e.lift.worse or str(overall.verdict) == "loss" else None)
+    console.print(table)
+
+
+collect_app = typer.Typer(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
+                          help="Rank an unlabelled pool into a labelling queue aimed at the "
+                               "failing groups; 'collect import' adds the labels.")
+app.add_typer(collect_app, name="collect")
+
+
+@collect_app.callback(invoke_without_command=True)
+def collect(ctx: typer.Context,
+            pool: Annotated[Path | None, typer.Option(
+                "--pool", help="CSV or Parquet file: the source's columns, target empty")] = None,
+            budget: Annotated[int | None, typer.Option(min=1, help="rows to queue")] = None,
+            group: Annotated[list[str] | None, typer.Option(
+                "--group", "-g", help="only this failing group (key or name); repeatable")
+                ] = None,
+            out: Annotated[Path | None, typer.Option(help="also copy queue.csv here")] = None,
+            run_id: Annotated[str | None, typer.Option(
+                "--run", help="reference run (id or prefix); default: the best run on val")
+                ] = None,
+            project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Write a labelling queue: pool rows near the failing groups that the model is unsure of."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"project": project, "as_json": as_json or None}
+        return
+    if pool is None or budget is None:
+        raise typer.BadParameter("give --pool FILE and --budget N (or a sub-command: import)")
+    proj = _project(project)
+    with _bar(f"ranking {pool.name}") as progress:
+        queue = proj.collect(pool, budget=budget, groups=group or None, run_id=run_id,
+                             out=out, progress=progress)
+    if as_json:
+        _emit(queue.to_dict())
+        return
+    table = Table(title=f"queue {queue.queue_id}: {len(queue.rows)} of {queue.n_pool} pool rows "
+                        f"(run {queue.run_id[:8]})", title_justify="left")
+    for col in ("group", "rows"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for name, count in sorted(queue.per_group().items(), key=lambda kv: -kv[1]):
+        table.add_row(name or "(no group)", str(count))
+    console.print(table)
+    for note in queue.notes:
+        console.print(f"[dim]note:[/] {note}", highlight=False)
+    console.print(f"queue: [bold]{queue.folder}[/] (queue.csv, label_studio.json)"
+                  + (f"; copied to {queue.csv_copy}" if queue.csv_copy else ""), soft_wrap=True)
+    console.print(f"label it, then: loopml collect import FILE --queue {queue.queue_id}"
+                  f"{_project_flag(proj.root)}", highlight=False, soft_wrap=True)
+
+
+@collect_app.command("import")
+def collect_import(ctx: typer.Context,
+                   file: Annotated[Path, typer.Argument(
+                       help="CSV with columns id,label, or a Label Studio JSON export")],
+                   queue: Annotated[str | None, typer.Option(
+                       help="queue id (a unique prefix); default: the newest")] = None,
+                   allow_new_class: Annotated[bool, typer.Option(
+                       "--allow-new-class", help="accept labels the dataset has no class "
+                                                 "for")] = False,
+                   lift_: Annotated[bool, typer.Option(
+                       "--lift/--no-lift", help="measure the lift (retrains the reference "
+                                                "run over 3 seeds, with and without)")] = True,
+                   project: Annotated[Path | None, typer.Option(
+                       "--project", "-p", help="project folder")] = None,
+                   as_json: Annotated[bool | None, typer.Option(
+                       "--json", help="print one JSON document to stdout")] = None) -> None:
+    """Add labelled queue rows as collected train examples (all or nothing)."""
+    proj = _project(_group_option(ctx, "project", project, Path(".")))
+    record = proj.collect_import(file, queue=queue, allow_new_class=allow_new_class)
+    measured = None
+    if lift_:
+        with _bar(f"measuring the lift of {record.action_id}") as progress:
+            measured = proj.lift(record.action_id, progress=progress)
+    if _group_option(ctx, "as_json", as_json, False):
+        _emit({"action": record.to_dict(),
+               "lift": measured.to_dict() if measured is not None else None})
+        return
+    console.print(f"added {record.n_examples} collected train example(s) as {record.action_id}"
+                  f" (target group: {record.target_group or 'none'}); {record.note}",
+                  highlight=False, soft_wrap=True)
+    if measured is not None:
+        _show_lift(measured)
+
+
+@app.command()
+def augment(group: Annotated[str | None, typer.Option(
+                help="augment the train examples of this stored group (a key 'loopml errors "
+                     "--json' lists); default: every class")] = None,
+            policy: Annotated[str, typer.Option(
+                help="'auto' (matched to the failing val examples) or transforms: "
+                     "shift,rotation,scale,elastic,blur,contrast,noise,erode,dilate,rotate180 "
+                     "(NAME=MAGNITUDE sets one)")] = "auto",
+            factor: Annotated[int, typer.Option(help="new examples per train example")] = 1,
+            run_id: Annotated[str | None, typer.Option("--run", help="reference run (id or "
+                                                       "prefix); default: the best run on val")
+                              ] = None,
+            lift_: Annotated[bool, typer.Option(
+                "--lift/--no-lift", help="measure the lift (retrains the reference run over "
+                                         "3 seeds, with and without)")] = True,
+            project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Add augmented train examples, with distortions matched to the model's errors."""
+    proj = _project(project)
+    with _bar("augmenting") as progress:
+        record, result = proj.augment(group=group, policy=policy, factor=factor, run_id=run_id,
+                                      lift=False, progress=progress)
+    if lift_:
+        with _bar(f"measuring the lift of {record.action_id}") as progress:
+            result.lift = proj.lift(record.action_id, run_id=result.preservation.run_id,
+                                    progress=progress)
+    if as_json:
+        _emit({"action": record.to_dict(), **result.to_dict()})
+        return
+    table = Table(title=f"policy {result.policy.name}", title_justify="left")
+    for col in ("transform", "magnitude", "unit", "examples", "why"):
+        table.add_column(col, justify="right" if col in ("magnitude", "examples") else "left")
+    for step in result.policy.steps:
+        table.add_row(step.transform, f"{step.magnitude:g}", step.to_dict()["unit"],
+                      str(result.applied.get(step.transform, 0)), "; ".join(step.reasons))
+    console.print(table)
+    refusals = result.preservation.refusals
+    if refusals:
+        refused = Table(title="refused (the transform flips the class's predictions)",
+                        title_justify="left")
+        for col in ("class", "transform", "flip rate", "clean error"):
+            refused.add_column(col, justify="left" if col in ("class", "transform") else "right")
+        for c in refusals:
+            refused.add_row(str(c.label), c.transform, f"{c.flip_rate:.0%}",
+                            f"{c.clean_rate:.0%}", style="yellow")
+        console.print(refused)
+    console.print(f"added {result.n_added} augmented train example(s) from "
+                  f"{len(set(result.parent_ids))} parent(s) as {record.action_id}"
+                  + (f" (group {result.group})" if result.group else ""), highlight=False,
+                  soft_wrap=True)
+    if result.skipped_classes:
+        console.print(f"[yellow]no examples for class(es) {result.skipped_classes}:[/] every "
+                      "transform is refused for them", highlight=False)
+    if result.lift is not None:
+        _show_lift(result.lift)
+
+
+@app.command()
+def synthesize(group: Annotated[str | None, typer.Option(
+                   help="draw the classes this stored group fails on (a key 'loopml errors "
+                        "--json' lists); default: every class")] = None,
+               count: Annotated[int, typer.Option(help="images per class")] = 20,
+               run_id: Annotated[str | None, typer.Option(
+                   "--run", help="reference run (id or prefix); default: the best run on val")
+                   ] = None,
+               lift_: Annotated[bool, typer.Option(
+                   "--lift/--no-lift", help="measure the lift (retrains the reference run "
+                                            "over 3 seeds, with and without)")] = True,
+               project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Add train images of each class's character, drawn in matplotlib's fonts."""
+    proj = _project(project)
+    with _bar("synthesizing glyphs") as progress:
+        record, result = proj.synthesize(count=count, group=group, run_id=run_id, lift=lift_,
+                                          progress=progress)
+    if as_json:
+        _emit({"action": record.to_dict(), **result.to_dict()})
+        return
+    table = Table(title=f"glyphs {result.images.shape[2]}x{result.images.shape[3]}"
+                        + (f" for group {result.group}" if result.group else ""),
+                  title_justify="left")
+    for col in ("class", "images", "fonts used", "fonts skipped (no glyph)"):
+        table.add_column(col, justify="right" if col == "images" else "left")
+    for label in result.classes:
+        used = result.used(label)
+        skipped = result.skipped_for(label)
+        table.add_row(str(label), str(int((result.labels == label).sum())),
+                      f"{len(used)}: {', '.join(used)}",
+                      ", ".join(f"{s.font} ({s.reason})" for s in skipped) or "none",
+                      style="yellow" if skipped else None)
+    console.print(table)
+    console.print(f"added {len(result.images)} synthesized train example(s) as "
+                  f"{record.action_id}", highlight=False, soft_wrap=True)
+    if result.lift is not None:
+        _show_lift(result.lift)
+
+
 def main() -> None:
     app()
 

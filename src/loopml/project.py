@@ -63,6 +63,11 @@ if TYPE_CHECKING:
     from loopml.diagnose import Diagnosis
     from loopml.errors.report import ErrorReport
     from loopml.groups import Group, Groups, Rows, TraitSources
+    from loopml.grow.augment import AugmentResult
+    from loopml.grow.collect import Queue
+    from loopml.grow.ledger import LedgerEntry
+    from loopml.grow.lift import Lift
+    from loopml.grow.synthesize import SynthResult
 
 STATE_DIR = ".loopml"
 ASSETS_DIR = "assets"  # files every report shares (plotly.js), under STATE_DIR
@@ -476,7 +481,8 @@ class Project:
 
     def add_examples(self, frame: pd.DataFrame, *, origin: Origin | str,
                      parent_ids: Sequence[Any] | None = None, target_group: str | None = None,
-                     part: str | None = None, note: str = "") -> ActionRecord:
+                     part: str | None = None, note: str = "",
+                     new_classes: bool = False) -> ActionRecord:
         """Add examples made by an action (augment, synth, collect) with their provenance.
 
         ``frame`` holds the dataset's feature columns and target (an image
@@ -494,7 +500,8 @@ class Project:
             split = self._current_split()
             record = add_examples(self.dataset, split, frame, state_dir=self.state_dir,
                                   origin=origin, parent_ids=parent_ids,
-                                  target_group=target_group, part=part, note=note)
+                                  target_group=target_group, part=part, note=note,
+                                  new_classes=new_classes)
             self._forget_data()
             self.update_split()
         return record
@@ -526,6 +533,80 @@ class Project:
 
         return data_sources(self.dataset, self._current_split(),
                             ExampleStore(self.state_dir).records())
+
+    def augment(self, *, group: str | None = None, policy: str = "auto", factor: int = 1,
+                run_id: str | None = None, lift: bool = True, seeds: int = 3,
+                seed: int | None = None, progress: Progress | None = None
+                ) -> tuple[ActionRecord, AugmentResult]:
+        """Add augmented train examples matched to the errors (see :mod:`loopml.grow.augment`).
+
+        ``policy`` "auto" matches the failing val examples of the reference run
+        (``run_id``'s, else :meth:`choose_run`'s); names (``"shift,blur"``) pick
+        the transforms. Transforms that flip a class's predictions are refused
+        for that class. ``factor`` new examples per train example (of ``group``,
+        a key of :meth:`groups`, when given). Every check runs before anything
+        is written; with ``lift`` the action's lift is measured and recorded.
+        """
+        from loopml.errors.report import ErrorReport
+        from loopml.grow.augment import augment, parse_policy, plan_policy, require_images
+
+        require_images(self.dataset)
+        parse_policy(policy)
+        if int(factor) != factor or factor < 1:
+            raise LoopmlError(f"--factor must be a whole number of at least 1, got {factor}",
+                              hint="the number of new examples made from each train example")
+        groups = self.groups()
+        if group is not None:
+            groups.find(group)  # an unknown key lists the groups
+        iteration = self.choose_run(run_id).iteration
+        split, seed = self._current_split(), self.scope.seed if seed is None else int(seed)
+        plan = plan_policy(self.dataset, split, iteration, ErrorReport.load(iteration.folder),
+                           groups, policy=policy, group=group, seed=seed)
+        result = augment(self.dataset, split, iteration, plan,
+                         group=groups[group] if group else None, group_key=group,
+                         factor=int(factor), seed=seed, progress=progress)
+        note = f"policy {plan.name}: " + ", ".join(
+            f"{s.transform} {s.magnitude:g}" for s in plan.steps)
+        record = self.add_examples(result.rows, origin="augment", parent_ids=result.parent_ids,
+                                   target_group=group, note=note)
+        if lift:
+            result.lift = self.lift(record.action_id, run_id=iteration.run_id, seeds=seeds,
+                                    progress=progress)
+        return record, result
+
+    def synthesize(self, *, count: int = 20, group: str | None = None,
+                   run_id: str | None = None, lift: bool = True, seeds: int = 3,
+                   seed: int | None = None, progress: Progress | None = None
+                   ) -> tuple[ActionRecord, SynthResult]:
+        """Add synthesized glyphs of the classes' characters (see :mod:`loopml.grow.synthesize`).
+
+        ``count`` images per class, of ``group``'s classes (a key of
+        :meth:`groups`; the classes of its failing val examples under the
+        reference run) or of every class. They go to train, with no parents.
+        Every check runs before anything is written; with ``lift`` the
+        action's lift is measured and recorded.
+        """
+        from loopml.grow.synthesize import check_request, synthesize
+
+        check_request(self.dataset, count=count)
+        groups = self.groups()
+        if group is not None:
+            groups.find(group)  # an unknown key lists the groups
+        runs = self.runs()
+        iteration = self.choose_run(run_id).iteration if (lift or run_id or runs) else None
+        split, seed = self._current_split(), self.scope.seed if seed is None else int(seed)
+        predictions = None
+        if group is not None and iteration is not None:
+            predictions = iteration.predictions()
+        result = synthesize(self.dataset, split, count=count,
+                            group=groups[group] if group else None, predictions=predictions,
+                            seed=seed, progress=progress)
+        record = self.add_examples(result.frame(self.dataset), origin="synth",
+                                   target_group=group, note=result.describe())
+        if lift:
+            result.lift = self.lift(record.action_id, run_id=iteration.run_id, seeds=seeds,
+                                    progress=progress)
+        return record, result
 
     @cached_property
     def factory(self) -> EstimatorFactory:
@@ -795,6 +876,100 @@ class Project:
         if not isinstance(rows, Rows):
             rows = Rows.from_frame(rows, like=self.dataset, id_column=self.scope.data.id_column)
         return membership(group, rows)
+
+    def lift(self, action_id: str, *, run_id: str | None = None, seeds: int = 3,
+             n_jobs: int | None = None, progress: Progress | None = None) -> Lift:
+        """Measure whether an action's examples helped, and record it in the ledger.
+
+        Retrains the reference run (``run_id``'s, else :meth:`choose_run`'s)
+        with and without the action's train examples over ``seeds`` seeds,
+        scored on the same val ids, overall and per stored group (see
+        :mod:`loopml.grow.lift`). The lift is an MLflow run and a ledger entry
+        (:meth:`ledger`). ``action_id`` may be a unique prefix. Every check
+        (the action, the ledger file, the seeds) runs before anything is written.
+        """
+        from loopml.data.examples import ExampleStore
+        from loopml.grow.ledger import Ledger, LedgerEntry
+        from loopml.grow.lift import lift_ids, measure_lift, record_lift
+
+        record = ExampleStore(self.state_dir).find(action_id)
+        ledger = Ledger(self.state_dir)
+        ledger.entries()  # a damaged ledger is refused before minutes of fits
+        split = self._current_split()
+        lift_ids(self.dataset, split, record.action_id)  # no train examples: say so now
+        reference = self.choose_run(run_id).iteration
+        lift = measure_lift(reference, self.dataset, split, action_id=record.action_id,
+                            factory=self.factory, groups=self.groups(),
+                            metric=self.scope.metric, seeds=seeds, n_jobs=n_jobs,
+                            progress=progress)
+        record_lift(lift, self.tracker)
+        ledger.append(LedgerEntry.of(record, lift))
+        return lift
+
+    def ledger(self) -> list[LedgerEntry]:
+        """Every measured action with its lift, oldest first (``.loopml/ledger.json``)."""
+        from loopml.grow.ledger import Ledger
+
+        return Ledger(self.state_dir).entries()
+
+    def collect(self, pool: str | Path, *, budget: int, groups: Sequence[str] | None = None,
+                run_id: str | None = None, out: str | Path | None = None,
+                progress: Progress | None = None) -> Queue:
+        """Rank an unlabelled pool by closeness to the failing groups x uncertainty.
+
+        Writes a labelling queue of ``budget`` rows to ``.loopml/collect/<id>/``
+        (``queue.csv``, ``label_studio.json``, ``queue.json``) and copies
+        ``queue.csv`` to ``out`` if given. The reference run (``run_id``'s, else
+        :meth:`choose_run`'s) needs an error analysis (``loopml errors``).
+        ``groups`` restricts to some failing groups (keys or names). See
+        :mod:`loopml.grow.collect`; bad input writes nothing.
+        """
+        from loopml.errors.report import ErrorReport
+        from loopml.grow.collect import plan_queue, write_queue
+
+        iteration = self.choose_run(run_id).iteration
+        report = ErrorReport.load(iteration.folder)
+        if report is None:
+            raise LoopmlError(f"run {iteration.run_id[:8]} has no error analysis: collection "
+                              "aims at its failing groups",
+                              hint=f"run 'loopml errors {iteration.run_id[:8]}' first")
+        data = self.scope.data
+        queue = plan_queue(pool, dataset=self.dataset, iteration=iteration, report=report,
+                           groups=self.groups(), budget=budget, names=groups,
+                           id_column=data.id_column, ignore=data.ignore,
+                           seed=self.scope.seed, progress=progress)
+        with locked(self.state_dir, "collect"):
+            return write_queue(queue, self.state_dir, dataset=self.dataset, out=out)
+
+    def collect_import(self, file: str | Path, *, queue: str | None = None,
+                       allow_new_class: bool = False) -> ActionRecord:
+        """Add the labels of ``file`` (CSV id,label or a Label Studio export) to the queue's rows.
+
+        All or nothing: every id must be in the queue (default: the newest)
+        and not imported yet, every label a known class (unless
+        ``allow_new_class``), no id twice. The rows are added as collected
+        train examples (:meth:`add_examples`) and the queue records the import.
+        """
+        from loopml.grow.collect import (
+            import_group,
+            labelled_rows,
+            load_queue,
+            read_labels,
+            record_import,
+        )
+
+        with locked(self.state_dir, "collect"):
+            chosen = load_queue(self.state_dir, queue)
+            rows = labelled_rows(read_labels(file), chosen, self.dataset,
+                                 allow_new_class=allow_new_class)
+            record = self.add_examples(rows, origin=Origin.COLLECT,
+                                       target_group=import_group(rows.index, chosen),
+                                       part="train", new_classes=allow_new_class,
+                                       note=f"queue {chosen.queue_id}: {len(rows)} labels "
+                                            f"from {Path(file).name}")
+            record_import(chosen, action_id=record.action_id,
+                          ids=[str(i) for i in rows.index], file=str(file))
+        return record
 
     def latest_run(self, runs: list[Iteration] | None = None) -> Iteration:
         """The newest run (of ``runs``, when the caller has read them already)."""

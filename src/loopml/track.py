@@ -44,6 +44,9 @@ STORE_FILE = "mlflow.db"
 RUNS_DIR = "runs"
 OWNER_FILE = "owner.json"  # in .loopml/runs/<id>/ while the process that trains it runs
 RECORD_FILE = "iteration.json"  # loopml.iteration.ITERATION_FILE: a run's record, written last
+LIFT_FILE = "lift.json"  # loopml.grow.lift: the record of a lift run (it has no iteration)
+#: a run folder holding one of these is whole: tidy never removes it
+RECORD_FILES = (RECORD_FILE, LIFT_FILE)
 STORE_LOCK = "mlflow"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -288,7 +291,7 @@ class Tracker:
         now = time.time()
         for folder in _run_folders(runs_root):
             owner = _read_owner(folder / OWNER_FILE)
-            recorded = (folder / "artifacts" / RECORD_FILE).exists()
+            recorded = _recorded(folder)
             if owner is not None:
                 owned.add(folder.name)
                 if not owner or process_alive(owner) is False:  # {}: damaged
@@ -311,7 +314,7 @@ class Tracker:
 
     def _stale(self, run_id: str) -> StaleRun:
         folder = self.state_dir / RUNS_DIR / run_id
-        return StaleRun(run_id, recorded=(folder / "artifacts" / RECORD_FILE).exists(),
+        return StaleRun(run_id, recorded=_recorded(folder),
                         folder=folder if folder.exists() else None)
 
     def _running_in_store(self) -> list[tuple[str, int]]:
@@ -378,7 +381,7 @@ class StaleRun:
     """A run left behind by a dead process, and what tidying did to it."""
 
     run_id: str
-    recorded: bool  # its iteration.json was written: the run is whole
+    recorded: bool  # its record (iteration.json or lift.json) was written: the run is whole
     folder: Path | None = None
     outcome: str = field(default="")  # "finished" or "failed", once tidied
 
@@ -389,6 +392,11 @@ def _run_folders(runs_root: Path) -> list[Path]:
                 if _RUN_ID.match(e.name) and e.is_dir(follow_symlinks=False)]
     except OSError:
         return []
+
+
+def _recorded(folder: Path) -> bool:
+    """Whether a run folder holds its record (an iteration's or a lift's), written last."""
+    return any((folder / "artifacts" / name).exists() for name in RECORD_FILES)
 
 
 def _read_owner(path: Path) -> dict[str, Any] | None:

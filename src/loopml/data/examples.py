@@ -194,8 +194,12 @@ def _loaded_rows(store: ExampleStore, record: ActionRecord, dataset: Dataset
 def add_examples(dataset: Dataset, split: Split, frame: pd.DataFrame, *,
                  state_dir: str | os.PathLike[str], origin: Origin | str,
                  parent_ids: Sequence[Any] | None = None, target_group: str | None = None,
-                 part: str | None = None, note: str = "") -> ActionRecord:
+                 part: str | None = None, note: str = "",
+                 new_classes: bool = False) -> ActionRecord:
     """Check and store one action's rows; returns its record.
+
+    A label the dataset does not have is refused unless ``new_classes`` (a
+    class that arrives with collected labels, asked for explicitly).
 
     ``split`` must be current for ``dataset``: parents are checked against its
     train part. Every check runs before anything is written. The caller holds
@@ -203,7 +207,7 @@ def add_examples(dataset: Dataset, split: Split, frame: pd.DataFrame, *,
     """
     origin = _origin(origin)
     target_group = str(target_group) if target_group else None
-    rows = _checked_frame(dataset, frame)
+    rows = _checked_frame(dataset, frame, new_classes=new_classes)
     parents = _checked_parents(dataset, split, parent_ids, len(rows), origin)
     part = _checked_part(origin, part, any(p is not None for p in parents))
     store = ExampleStore(state_dir)
@@ -241,7 +245,8 @@ def _origin(origin: Origin | str) -> Origin:
     return value
 
 
-def _checked_frame(dataset: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
+def _checked_frame(dataset: Dataset, frame: pd.DataFrame, *,
+                   new_classes: bool = False) -> pd.DataFrame:
     """The rows with the dataset's columns, in its order, typed like the source."""
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"examples to add must be a pandas DataFrame, not "
@@ -276,10 +281,11 @@ def _checked_frame(dataset: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
             out[column] = _numeric_like(rows[column], source, column)
         else:
             out[column] = rows[column]
-    _check_target(dataset, out[dataset.target])
+    _check_target(dataset, out[dataset.target], new_classes=new_classes)
     if dataset.task == "classification":  # "3" for the class 3: the same class, the same type
         by_text = {str(c): c for c in dataset.classes}
-        labels = pd.Series([by_text[str(v)] for v in out[dataset.target]], index=out.index)
+        labels = pd.Series([by_text.get(str(v), v) for v in out[dataset.target]],
+                           index=out.index)
         out[dataset.target] = labels.astype(dataset.frame[dataset.target].dtype)
     return out
 
@@ -299,7 +305,7 @@ def _numeric_like(values: pd.Series, source: pd.Series, column: str) -> pd.Serie
     return numbers.astype(np.float64)
 
 
-def _check_target(dataset: Dataset, target: pd.Series) -> None:
+def _check_target(dataset: Dataset, target: pd.Series, *, new_classes: bool = False) -> None:
     missing = target.isna()
     if missing.any():
         rows = np.flatnonzero(missing.to_numpy())[:SHOWN].tolist()
@@ -309,7 +315,7 @@ def _check_target(dataset: Dataset, target: pd.Series) -> None:
         return
     known = set(map(str, dataset.classes))
     unknown = sorted({str(v) for v in target} - known)
-    if unknown:
+    if unknown and not new_classes:
         raise DataError(f"target '{dataset.target}' of the added rows holds class(es) "
                         f"{unknown[:SHOWN]} that the dataset does not have",
                         hint=f"the classes are: {', '.join(sorted(known))}")

@@ -56,6 +56,9 @@ class StoredGroup:
                 "first_seen": self.first_seen}
 
 
+SHOWN_KEYS = 20  # group keys an error message lists
+
+
 class Groups(Mapping[str, Group]):
     """The groups of a project by key, in the order they were first found."""
 
@@ -83,10 +86,14 @@ class Groups(Mapping[str, Group]):
         """The group ``key``, or a LoopmlError that lists close keys."""
         if key in self._entries:
             return self[key]
-        close = difflib.get_close_matches(key, list(self._entries), n=3, cutoff=0.5)
+        keys = list(self._entries)
+        close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+        shown = ", ".join(keys[:SHOWN_KEYS]) + (f", ... ({len(keys)} in all)"
+                                                 if len(keys) > SHOWN_KEYS else "")
         raise LoopmlError(f"no group '{key}' in this project",
                           hint=(f"close keys: {', '.join(close)}; " if close else "")
-                          + "keys are listed by 'loopml errors --json' (\"ranked\")")
+                          + f"the groups are: {shown or 'none yet'} ('loopml errors' finds and "
+                            "stores them; 'loopml errors --json' lists them under \"ranked\")")
 
     def of_kind(self, kind: GroupKind) -> list[Group]:
         return [g for g in self.values() if g.kind is kind]

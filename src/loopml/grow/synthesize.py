@@ -1,0 +1,421 @@
+"""Synthesize images of characters: each class's character rendered in many fonts.
+
+The OCR recipe for data the model lacks: draw the characters from scratch. Each
+class label must be one character (digits, letters); it is drawn in the
+TrueType fonts matplotlib ships (DejaVu, STIX, Computer Modern) with PIL, at a
+varied size, stroke width, rotation, position, blur and noise (one seeded NumPy
+generator), shrunk to the dataset's image size and mapped onto the intensity
+distribution of the real train images of its class, so a synthesized "3" has
+the mean, spread and ink fraction of the dataset's own 3s.
+
+A font is used for a character only when it really draws it: a font that
+draws nothing, or the same box it draws for a character no font has (its
+"missing glyph"), is skipped for that class, and :class:`SynthResult` names it.
+
+>>> result = synthesize(dataset, split, count=20, seed=0)  # doctest: +SKIP
+>>> result.images.shape, result.skipped  # doctest: +SKIP
+((200, 1, 8, 8), [])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopml.data.dataset import Dataset
+from loopml.data.images import image_column, images_of, modality
+from loopml.data.split import Split
+from loopml.exceptions import DataError, LoopmlError
+from loopml.groups import Group, PairGroup, Rows, membership
+from loopml.progress import Progress, counter
+
+#: the text fonts matplotlib ships (file stems); its symbol fonts (cmex10, cmsy10,
+#: STIXSiz*) map letters and digits to other shapes, and LastResort draws placeholders
+TEXT_FONTS = (
+    "DejaVuSans", "DejaVuSans-Bold", "DejaVuSans-Oblique", "DejaVuSans-BoldOblique",
+    "DejaVuSerif", "DejaVuSerif-Bold", "DejaVuSerif-Italic", "DejaVuSerif-BoldItalic",
+    "DejaVuSansMono", "DejaVuSansMono-Bold", "DejaVuSansMono-Oblique",
+    "STIXGeneral", "STIXGeneralBol", "STIXGeneralItalic", "STIXGeneralBolIta",
+    "cmr10", "cmb10", "cmti10", "cmss10", "cmtt10",
+)
+#: characters no font draws: what a font draws for them is its "missing glyph"
+MISSING = ("\uffff", "\U0010fffd")
+CHECK_SIZE = 48  # pixels: the size the coverage check renders at
+WORK_SIDE = 32  # the working canvas is at least this many pixels per side
+SHOWN = 10  # classes named in an error message
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A font not used for a class, and why."""
+
+    font: str
+    label: Any
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"font": self.font, "class": _plain(self.label), "reason": self.reason}
+
+
+@dataclass
+class SynthResult:
+    """Synthesized images, their labels, and which fonts drew them.
+
+    ``images`` is (n, C, H, W) float64 in the dataset's own units (0..16 for
+    ``digits``, 0..255 for image files); ``labels`` and ``fonts`` hold one
+    entry per image; ``skipped`` the fonts the coverage check refused, per class.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    fonts: np.ndarray
+    classes: list
+    skipped: list[Skipped] = field(default_factory=list)
+    group: str | None = None
+    lift: Any = None  # the action's Lift, once measured
+
+    def used(self, label: Any) -> list[str]:
+        """The fonts that drew ``label``'s images, in order of first use."""
+        drawn = self.fonts[self.labels == label]
+        return list(dict.fromkeys(drawn.tolist()))
+
+    def skipped_for(self, label: Any) -> list[Skipped]:
+        return [s for s in self.skipped if s.label == label]
+
+    def frame(self, dataset: Dataset) -> pd.DataFrame:
+        """The images as rows with the dataset's features and target, for ``add_examples``."""
+        column = image_column(dataset)
+        if column is None:
+            n = len(self.images)
+            rows = pd.DataFrame(self.images.reshape(n, -1), columns=list(dataset.features))
+        else:
+            pixels = np.clip(np.rint(self.images), 0, 255).astype(np.uint8)
+            rows = pd.DataFrame({column: [p.transpose(1, 2, 0) if p.shape[0] == 3 else p[0]
+                                          for p in pixels]})
+        rows[dataset.target] = self.labels
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.group, "n_images": len(self.images),
+                "image_shape": list(self.images.shape[1:]),
+                "classes": [{"class": _plain(c), "images": int((self.labels == c).sum()),
+                             "fonts_used": self.used(c),
+                             "fonts_skipped": [s.font for s in self.skipped_for(c)]}
+                            for c in self.classes],
+                "skipped": [s.to_dict() for s in self.skipped],
+                "lift": None if self.lift is None else self.lift.to_dict()}
+
+    def describe(self) -> str:
+        n_fonts = len(set(self.fonts.tolist()))
+        text = (f"synthesized {len(self.images)} image(s) of {len(self.classes)} class(es) "
+                f"in {n_fonts} font(s)")
+        if self.skipped:
+            text += f"; {len(self.skipped)} font/class pair(s) skipped (no glyph)"
+        return text
+
+
+# ---------------------------------------------------------------- the public entry
+
+
+def synthesize(dataset: Dataset, split: Split, *, count: int, classes: Sequence[Any] | None = None,
+               group: Group | None = None, predictions: pd.DataFrame | None = None,
+               fonts: Sequence[str | Path] | None = None, seed: int = 0,
+               progress: Progress | None = None) -> SynthResult:
+    """Render ``count`` images of each class's character, matched to the train images.
+
+    Parameters
+    ----------
+    dataset, split
+        An image dataset whose classes are single characters, and its split:
+        the intensity statistics come from the source's train examples only.
+    count
+        Images per class (>= 1).
+    classes
+        The classes to draw (default: every class, or ``group``'s).
+    group
+        A stored group: its classes get the glyphs (:func:`group_classes`).
+    predictions
+        A run's predictions (``Iteration.predictions()``): with them, a group's
+        classes are those of its misclassified val examples.
+    fonts
+        TrueType files (default: matplotlib's text fonts, :data:`TEXT_FONTS`).
+    seed
+        Seeds the one random generator: the same call draws the same images.
+    """
+    chars = check_request(dataset, count=count)
+    count = int(count)
+    if group is not None and classes is None:
+        classes = group_classes(group, dataset, split, predictions=predictions)
+    chosen = _checked_classes(dataset, classes)
+    paths = _font_paths(fonts)
+    reference = _reference(dataset, split)
+    rng = np.random.default_rng(seed)
+    shape = reference["shape"]
+    images, labels, names, skipped = [], [], [], []
+    advance = counter(progress, "glyphs", count * len(chosen))
+    for label in chosen:
+        usable = []
+        for path in paths:
+            reason = glyph_missing(path, chars[label])
+            if reason is None:
+                usable.append(path)
+            else:
+                skipped.append(Skipped(path.stem, label, reason))
+        if not usable:
+            raise DataError(f"no font draws class {label!r} (character {chars[label]!r})",
+                            hint=f"skipped: {', '.join(p.stem for p in paths)}; give fonts "
+                                 "that have the character")
+        order = [usable[i % len(usable)] for i in rng.permutation(max(count, len(usable)))]
+        drawn = np.empty((count, shape[1], shape[2]))
+        for i in range(count):
+            drawn[i] = render(order[i], chars[label], (shape[1], shape[2]), rng)
+            advance()
+        real = reference["pixels"](label)
+        images.append(match_intensity(drawn, real, rng=rng))
+        labels += [label] * count
+        names += [p.stem for p in order[:count]]
+    stacked = np.concatenate(images)[:, None].repeat(shape[0], axis=1)
+    return SynthResult(stacked, np.asarray(labels),
+                       np.asarray(names), chosen, skipped,
+                       group=None if group is None else group.key)
+
+
+def check_request(dataset: Dataset, *, count: Any) -> dict[Any, str]:
+    """The checks that need no fonts: ``count``, images, one character per class.
+
+    Returns each class's character. Run first, so a bad request fails at once.
+    """
+    _checked_count(count)
+    if modality(dataset) != "image":
+        raise DataError(f"dataset '{dataset.name}' holds no images: synthesize draws images of "
+                        "characters", hint="use it on an image project (e.g. 'loopml init p "
+                                           "--data digits'); tables have no glyphs to draw")
+    return characters(dataset.classes)
+
+
+def characters(classes: Sequence[Any]) -> dict[Any, str]:
+    """Each class's character; a LoopmlError naming the classes that are not one character."""
+    if not classes:
+        raise DataError("the project has no classes: synthesize draws the character of each "
+                        "class", hint="synthesize needs a classification target")
+    chars = {c: str(c) for c in classes}
+    bad = [c for c, ch in chars.items()
+           if len(ch) != 1 or not ch.isprintable() or ch.isspace()]
+    if bad:
+        shown = ", ".join(repr(str(c)) for c in bad[:SHOWN])
+        raise DataError(f"class(es) {shown}{' ...' if len(bad) > SHOWN else ''} are not single "
+                        "characters: synthesize draws each class's character in fonts",
+                        hint="it suits character recognition (digits, letters); for other "
+                             "images add data with 'loopml augment' or 'loopml collect'")
+    return chars
+
+
+def group_classes(group: Group, dataset: Dataset, split: Split, *,
+                  predictions: pd.DataFrame | None = None) -> list:
+    """The classes a group's glyphs should be: where the group fails, most errors first.
+
+    A confused pair gives its true class. Another group gives the classes of
+    its misclassified val members (with ``predictions``), else of its val
+    members, else of its train members.
+    """
+    if isinstance(group, PairGroup):
+        return [c for c in dataset.classes if str(c) == str(group.true)]
+    val = split.ids("val")
+    predicted = None
+    if predictions is not None and "y_pred" in predictions.columns:
+        val_rows = predictions[predictions["part"] == "val"].set_index("id")
+        val = val.intersection(val_rows.index)
+        predicted = val_rows.loc[val, "y_pred"].to_numpy()
+    for ids, wrong in ((val, predicted), (split.ids("train"), None)):
+        if not len(ids):
+            continue
+        inside = membership(group, Rows.of(dataset, ids))
+        truth = dataset.y(ids)
+        picks = truth[inside & (truth != wrong)] if wrong is not None else truth[inside]
+        if wrong is not None and not len(picks):
+            picks = truth[inside]
+        if len(picks):
+            values, counts = np.unique(picks, return_counts=True)
+            return [v.item() if hasattr(v, "item") else v for v in values[np.argsort(-counts)]]
+    raise DataError(f"group '{group.key}' has no examples in val or train: there is no class "
+                    "to synthesize for", hint="pick another group ('loopml errors' ranks them)")
+
+
+# ---------------------------------------------------------------- glyphs
+
+
+def default_fonts() -> list[Path]:
+    """matplotlib's text fonts that exist in this installation."""
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return [folder / f"{name}.ttf" for name in TEXT_FONTS if (folder / f"{name}.ttf").exists()]
+
+
+def glyph_missing(font: str | Path, char: str) -> str | None:
+    """Why ``font`` cannot draw ``char`` ("draws nothing", "draws its missing-glyph box"),
+    or None when it draws it."""
+    drawn = _plain_glyph(str(font), char)
+    if not drawn.any():
+        return "draws nothing"
+    if any(np.array_equal(drawn, _plain_glyph(str(font), m)) for m in MISSING):
+        return "draws its missing-glyph box"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _plain_glyph(font: str, char: str) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (2 * CHECK_SIZE, 2 * CHECK_SIZE))
+    ImageDraw.Draw(image).text((CHECK_SIZE, CHECK_SIZE), char, font=_font(font, CHECK_SIZE),
+                               fill=255, anchor="mm")
+    return np.asarray(image)
+
+
+@lru_cache(maxsize=256)
+def _font(path: str, size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.truetype(path, size)
+    except OSError as exc:
+        raise DataError(f"font {path} cannot be read: {exc}",
+                        hint="give a TrueType (.ttf) or OpenType (.otf) file") from None
+
+
+def render(font: str | Path, char: str, shape: tuple[int, int],
+           rng: np.random.Generator) -> np.ndarray:
+    """One (H, W) image in [0, 1] of ``char``: random stroke, rotation, size, place, blur, noise.
+
+    The glyph is drawn large, rotated, cropped to its ink, scaled to fill most
+    of the frame's height (as scanned characters are normalised), placed near
+    the centre on a canvas a few times the target size, blurred and
+    box-averaged down to ``shape``.
+    """
+    from PIL import Image, ImageDraw, ImageFilter
+
+    height, width = shape
+    scale = max(1, math.ceil(WORK_SIDE / min(height, width)))
+    canvas_h, canvas_w = height * scale, width * scale
+    size = 4 * CHECK_SIZE // 2
+    stroke = int(rng.integers(0, max(1, size // 96) + 1))
+    glyph = Image.new("L", (3 * size, 3 * size))
+    ImageDraw.Draw(glyph).text((3 * size // 2, 3 * size // 2), char, font=_font(str(font), size),
+                               fill=255, anchor="mm", stroke_width=stroke, stroke_fill=255)
+    glyph = glyph.rotate(float(rng.uniform(-12, 12)), resample=Image.Resampling.BILINEAR)
+    box = glyph.getbbox()
+    out = Image.new("L", (canvas_w, canvas_h))
+    if box is not None:
+        glyph = glyph.crop(box)
+        aspect = glyph.width / glyph.height * float(rng.uniform(0.85, 1.15))
+        target_h = float(rng.uniform(0.9, 1.0)) * canvas_h
+        target_w = aspect * target_h
+        if target_w > canvas_w:
+            target_h, target_w = target_h * canvas_w / target_w, canvas_w
+        size_wh = (max(1, round(target_w)), max(1, round(target_h)))
+        glyph = glyph.resize(size_wh, Image.Resampling.LANCZOS)
+        free_x, free_y = canvas_w - glyph.width, canvas_h - glyph.height
+        x = round(free_x / 2 + rng.uniform(-0.5, 0.5) * free_x / 2)
+        y = round(free_y / 2 + rng.uniform(-0.5, 0.5) * free_y / 2)
+        out.paste(glyph, (x, y))
+        out = out.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 0.5)) * scale))
+    small = out.resize((width, height), Image.Resampling.BOX)
+    pixels = np.asarray(small, dtype=np.float64) / 255.0
+    noise = rng.normal(0.0, float(rng.uniform(0, 0.04)), pixels.shape)
+    return np.clip(pixels + noise, 0.0, 1.0)
+
+
+def match_intensity(drawn: np.ndarray, real: np.ndarray, *,
+                    rng: np.random.Generator | None = None) -> np.ndarray:
+    """``drawn`` ([0, 1]) mapped onto the pixel distribution of ``real`` (dataset units).
+
+    A monotone quantile map over all pixels of the class: the darkest share of
+    synthesized pixels becomes the real background, the brightest the real
+    ink, so mean, spread and ink fraction follow the real images'. Tied pixels
+    (the blank background) map to the real value at their middle rank; each
+    value is one the real images hold (digits stay whole numbers 0..16).
+    """
+    flat = drawn.ravel()
+    if rng is not None:  # break ties among inked pixels only by a hair, seeded
+        flat = flat + (flat > 0) * rng.uniform(0, 1e-9, flat.shape)
+    _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    middle = (np.cumsum(counts) - counts / 2) / len(flat)
+    ordered = np.sort(real.ravel())
+    at = np.clip((middle * len(ordered)).astype(int), 0, len(ordered) - 1)
+    return ordered[at][inverse].reshape(drawn.shape)
+
+
+# ---------------------------------------------------------------- checks and data
+
+
+def _reference(dataset: Dataset, split: Split) -> dict[str, Any]:
+    """The image shape (C, H, W) and, per class, the source train images' pixels."""
+    train = split.ids("train")
+    train = train[(dataset.origin.reindex(train) == "source").to_numpy()]
+    truth = dataset.y(train)
+    column = image_column(dataset)
+    if column is None:
+        shape = tuple(dataset.image_shape)
+    else:
+        from PIL import Image
+
+        with Image.open(dataset.frame.loc[train[0] if len(train) else dataset.ids[0],
+                                          column]) as first:
+            side = max(first.size)
+        shape = (images_of(dataset, dataset.ids[:1], size=side).shape[1], side, side)
+
+    def pixels(label: Any) -> np.ndarray:
+        ids = train[truth == label]
+        if not len(ids):
+            raise DataError(f"class {label!r} has no source examples in the train part: there "
+                            "is nothing to match the synthesized images to",
+                            hint="synthesize other classes (--group) or resplit")
+        if column is None:
+            return dataset.X(ids).to_numpy(dtype=np.float64)
+        return images_of(dataset, ids, size=shape[1]).astype(np.float64) * 255.0
+
+    return {"shape": shape, "pixels": pixels}
+
+
+def _checked_count(count: Any) -> int:
+    if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
+        raise LoopmlError(f"count must be a whole number of images per class, at least 1, "
+                          f"not {count!r}", hint="e.g. --count 20")
+    return int(count)
+
+
+def _checked_classes(dataset: Dataset, classes: Sequence[Any] | None) -> list:
+    if classes is None:
+        return list(dataset.classes)
+    by_text = {str(c): c for c in dataset.classes}
+    unknown = [c for c in classes if str(c) not in by_text]
+    if unknown:
+        raise DataError(f"class(es) {', '.join(map(repr, unknown[:SHOWN]))} are not classes of "
+                        "the dataset", hint=f"the classes are: {', '.join(by_text)}")
+    if not classes:
+        raise DataError("no classes to synthesize", hint="name at least one class")
+    return list(dict.fromkeys(by_text[str(c)] for c in classes))
+
+
+def _font_paths(fonts: Sequence[str | Path] | None) -> list[Path]:
+    paths = default_fonts() if fonts is None else [Path(f) for f in fonts]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"font file(s) {', '.join(missing)} do not exist",
+                        hint="give paths of TrueType files")
+    if not paths:
+        raise DataError("no fonts to draw with", hint="matplotlib's fonts are missing; "
+                                                      "reinstall matplotlib or give fonts")
+    return paths
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
