@@ -91,11 +91,12 @@ def test_bad_input_exits_2_and_writes_nothing(digits: Project, args, needles) ->
     assert state_files(digits.root) == before
 
 
-def test_tables_are_refused_with_nothing_written(penguins_csv: Path, tmp_path: Path) -> None:
+def test_image_transforms_on_a_table_are_refused_with_nothing_written(
+        penguins_csv: Path, tmp_path: Path) -> None:
     project = Project.init(tmp_path / "pen", data=str(penguins_csv), target="species")
     before = state_files(project.root)
-    refused(_cli("augment", "--no-lift", "-p", project.root),
-            "augmentation for tabular data is not there yet")
+    refused(_cli("augment", "--policy", "shift", "--no-lift", "-p", project.root),
+            "'shift' in --policy does not apply to a classification table", "smote, jitter")
     assert state_files(project.root) == before
 
 

@@ -814,9 +814,10 @@ def augment(group: Annotated[str | None, typer.Option(
                 help="augment the train examples of this stored group (a key 'loopml errors "
                      "--json' lists); default: every class")] = None,
             policy: Annotated[str, typer.Option(
-                help="'auto' (matched to the failing val examples) or transforms: "
-                     "shift,rotation,scale,elastic,blur,contrast,noise,erode,dilate,rotate180 "
-                     "(NAME=MAGNITUDE sets one)")] = "auto",
+                help="'auto' (matched to the failing val examples) or transforms: images "
+                     "shift,rotation,scale,elastic,blur,contrast,noise,erode,dilate,rotate180; "
+                     "tables smote,jitter (regression: jitter); text typo,word_drop,word_swap,"
+                     "case (NAME=MAGNITUDE sets one)")] = "auto",
             factor: Annotated[int, typer.Option(help="new examples per train example")] = 1,
             run_id: Annotated[str | None, typer.Option("--run", help="reference run (id or "
                                                        "prefix); default: the best run on val")

@@ -538,7 +538,8 @@ class Project:
                 run_id: str | None = None, lift: bool = True, seeds: int = 3,
                 seed: int | None = None, progress: Progress | None = None
                 ) -> tuple[ActionRecord, AugmentResult]:
-        """Add augmented train examples matched to the errors (see :mod:`loopml.grow.augment`).
+        """Add augmented train examples matched to the errors (see :mod:`loopml.grow.augment`;
+        tables and text: :mod:`loopml.grow.tabular`).
 
         ``policy`` "auto" matches the failing val examples of the reference run
         (``run_id``'s, else :meth:`choose_run`'s); names (``"shift,blur"``) pick
@@ -547,11 +548,17 @@ class Project:
         a key of :meth:`groups`, when given). Every check runs before anything
         is written; with ``lift`` the action's lift is measured and recorded.
         """
+        from loopml.data.images import modality
         from loopml.errors.report import ErrorReport
         from loopml.grow.augment import augment, parse_policy, plan_policy, require_images
+        from loopml.grow.tabular import augment_rows, parse_row_policy, plan_row_policy
 
-        require_images(self.dataset)
-        parse_policy(policy)
+        rows = modality(self.dataset) != "image"  # tables and text: loopml.grow.tabular
+        if rows:
+            parse_row_policy(self.dataset, policy)
+        else:
+            require_images(self.dataset)
+            parse_policy(policy)
         if int(factor) != factor or factor < 1:
             raise LoopmlError(f"--factor must be a whole number of at least 1, got {factor}",
                               hint="the number of new examples made from each train example")
@@ -560,11 +567,18 @@ class Project:
             groups.find(group)  # an unknown key lists the groups
         iteration = self.choose_run(run_id).iteration
         split, seed = self._current_split(), self.scope.seed if seed is None else int(seed)
-        plan = plan_policy(self.dataset, split, iteration, ErrorReport.load(iteration.folder),
-                           groups, policy=policy, group=group, seed=seed)
-        result = augment(self.dataset, split, iteration, plan,
-                         group=groups[group] if group else None, group_key=group,
-                         factor=int(factor), seed=seed, progress=progress)
+        if rows:
+            plan = plan_row_policy(self.dataset, iteration, groups, policy=policy, group=group)
+            result = augment_rows(self.dataset, split, iteration, plan,
+                                  group=groups[group] if group else None, group_key=group,
+                                  factor=int(factor), seed=seed, progress=progress)
+        else:
+            plan = plan_policy(self.dataset, split, iteration,
+                               ErrorReport.load(iteration.folder), groups, policy=policy,
+                               group=group, seed=seed)
+            result = augment(self.dataset, split, iteration, plan,
+                             group=groups[group] if group else None, group_key=group,
+                             factor=int(factor), seed=seed, progress=progress)
         note = f"policy {plan.name}: " + ", ".join(
             f"{s.transform} {s.magnitude:g}" for s in plan.steps)
         record = self.add_examples(result.rows, origin="augment", parent_ids=result.parent_ids,
@@ -733,14 +747,22 @@ class Project:
         """
         from loopml.diagnose import Diagnosis
         from loopml.errors.report import ErrorReport
+        from loopml.grow.ledger import Ledger
         from loopml.report.run import write_run_report
 
         with locked(self.state_dir, "reports"):
+            lifts, lifts_note = [], None
+            try:  # a damaged ledger costs the lift section (with a note), not the report
+                lifts = [e for e in Ledger(self.state_dir).entries()
+                         if e.reference_run == iteration.run_id]
+            except LoopmlError as exc:
+                hint = f" (hint: {exc.hint})" if exc.hint else ""
+                lifts_note = f"The lifts measured on this run are not shown: {exc.message}{hint}"
             return write_run_report(
                 iteration, iteration.predictions() if predictions is None else predictions,
                 self.dataset, diagnosis=Diagnosis.load(iteration.folder),
                 errors=ErrorReport.load(iteration.folder), candidates=candidates,
-                project_name=self.scope.name,
+                lifts=lifts, lifts_note=lifts_note, project_name=self.scope.name,
                 assets=None if self.scope.tracking_uri else self.state_dir / ASSETS_DIR)
 
     def diagnose(self, run_id: str | None = None, *, folds: int | None = None,
@@ -904,6 +926,7 @@ class Project:
                             progress=progress)
         record_lift(lift, self.tracker)
         ledger.append(LedgerEntry.of(record, lift))
+        self.write_report(reference)  # the reference run's report gains this lift
         return lift
 
     def ledger(self) -> list[LedgerEntry]:

@@ -396,11 +396,12 @@ def _picks(score: np.ndarray, best_group: list[str | None], groups: Sequence[Fai
     picked: list[int] = []
     taken = np.zeros(len(score), bool)
     total = sum(max(g.ceiling, 0.0) for g in groups)
+    group_of = np.asarray(best_group, dtype=object)[order]  # in score order
     if total > 0:
         for g in sorted(groups, key=lambda g: -g.ceiling):
             quota = round(budget * max(g.ceiling, 0.0) / total)
             quota = min(quota, budget - len(picked))
-            members = [i for i in order if best_group[i] == g.key]
+            members = order[group_of == g.key].tolist()  # vectorised: 100k rows per group
             got = _greedy(members, quota, space, threshold, picked, taken)
             if got < quota:
                 notes.append(f"group {g.key}: {got} of its quota of {quota} found in the pool")

@@ -23,13 +23,18 @@ if TYPE_CHECKING:
     from loopml.data.dataset import Dataset
     from loopml.diagnose import Diagnosis
     from loopml.errors.report import ErrorReport
+    from loopml.grow.ledger import LedgerEntry
 
 
 def write_run_report(iteration: Iteration, predictions: pd.DataFrame, dataset: Dataset, *,
                      diagnosis: Diagnosis | None = None, errors: ErrorReport | None = None,
                      candidates: Sequence[Iteration] | None = None,
+                     lifts: Sequence[LedgerEntry] = (), lifts_note: str | None = None,
                      project_name: str = "", assets: Path | None = None) -> Path:
     """(Re)write ``iteration``'s report with the sections of the evidence given.
+
+    ``lifts`` are the ledger entries measured on this run (oldest first);
+    ``lifts_note`` says why they cannot be shown (a damaged ledger).
 
     ``assets`` is the project's folder for the one shared copy of plotly.js
     (every run's report refers to it); None embeds plotly.js in the report.
@@ -48,4 +53,8 @@ def write_run_report(iteration: Iteration, predictions: pd.DataFrame, dataset: D
         from loopml.report.errors import add_errors_section
 
         add_errors_section(report, errors)
+    if lifts or lifts_note is not None:
+        from loopml.report.lift import add_lift_section
+
+        add_lift_section(report, lifts, note=lifts_note)
     return report.write(iteration.report_path, assets=assets)
