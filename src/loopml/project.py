@@ -550,7 +550,13 @@ class Project:
         """
         from loopml.data.images import modality
         from loopml.errors.report import ErrorReport
-        from loopml.grow.augment import augment, parse_policy, plan_policy, require_images
+        from loopml.grow.augment import (
+            augment,
+            checked_factor,
+            parse_policy,
+            plan_policy,
+            require_images,
+        )
         from loopml.grow.tabular import augment_rows, parse_row_policy, plan_row_policy
 
         rows = modality(self.dataset) != "image"  # tables and text: loopml.grow.tabular
@@ -559,9 +565,7 @@ class Project:
         else:
             require_images(self.dataset)
             parse_policy(policy)
-        if int(factor) != factor or factor < 1:
-            raise LoopmlError(f"--factor must be a whole number of at least 1, got {factor}",
-                              hint="the number of new examples made from each train example")
+        factor = checked_factor(factor)  # before any fit: nothing is written on refusal
         groups = self.groups()
         if group is not None:
             groups.find(group)  # an unknown key lists the groups

@@ -491,6 +491,48 @@ def _label(dataset: Dataset, text: str) -> Any:
 # ---------------------------------------------------------------- augmenting
 
 
+def checked_factor(factor: float) -> int:
+    """``--factor``: a whole number of new examples per parent, at least 1."""
+    if int(factor) != factor or factor < 1:
+        raise LoopmlError(f"--factor must be a whole number of at least 1, got {factor}",
+                          hint="the number of new examples made from each train example")
+    return int(factor)
+
+
+def train_parents(dataset: Dataset, split: Split, group: Group | None,
+                  group_key: str | None) -> pd.Index:
+    """The train examples an action may derive from: the source's (of ``group``, if given).
+
+    Examples augmented or synthesized before are never parents again.
+    """
+    train = split.ids("train")
+    origin = dataset.origin.reindex(train).astype(str)
+    train = train[~origin.isin(["augment", "synth"]).to_numpy()]
+    if group is not None:
+        train = train[membership(group, Rows.of(dataset, train))]
+        if not len(train):
+            raise LoopmlError(f"group '{group_key or group.key}' has no train examples to "
+                              "augment", hint="pick a group with train members, or leave "
+                                              "--group out to augment every class")
+    return train
+
+
+def drop_refused(labels: pd.Series, policy: Policy, preservation: Preservation
+                 ) -> tuple[pd.Index, dict[str, set], list[str]]:
+    """The parents left once classes refused for every transform are dropped.
+
+    ``labels`` is each candidate parent's class (as text), by id. Returns the
+    kept ids, the refused classes per transform and the skipped classes.
+    """
+    refused = {s.transform: preservation.refused_classes(s.transform) for s in policy.steps}
+    skipped = sorted(c for c in set(labels) if all(c in r for r in refused.values()))
+    kept = labels.index[~labels.isin(skipped).to_numpy()]
+    if not len(kept):
+        raise LoopmlError("every transform of the policy is refused for every class to augment",
+                          hint="see the refusals; choose other transforms with --policy")
+    return kept, refused, skipped
+
+
 def apply_policy(images: torch.Tensor, classes: np.ndarray, steps: Sequence[PolicyStep],
                  refused: Mapping[str, Iterable], *, generator: torch.Generator,
                  applied: dict[str, int] | None = None) -> torch.Tensor:
@@ -525,30 +567,14 @@ def augment(dataset: Dataset, split: Split, iteration: Iteration, policy: Policy
     policy not refused for the parent's class is applied, in order; a class
     refused for every transform gets no examples (``skipped_classes``).
     """
-    if int(factor) != factor or factor < 1:
-        raise LoopmlError(f"--factor must be a whole number of at least 1, got {factor}",
-                          hint="the number of new examples made from each train example")
-    factor = int(factor)
+    factor = checked_factor(factor)
     report = progress or no_progress
     fmt = ImageFormat(dataset)
     preservation = preservation or check_preservation(dataset, split, iteration, policy,
                                                       seed=seed, progress=progress)
-    train = split.ids("train")
-    origin = dataset.origin.reindex(train).astype(str)
-    train = train[~origin.isin(["augment", "synth"]).to_numpy()]
-    if group is not None:
-        train = train[membership(group, Rows.of(dataset, train))]
-        if not len(train):
-            raise LoopmlError(f"group '{group_key or group.key}' has no train examples to "
-                              "augment", hint="pick a group with train members, or leave "
-                                              "--group out to augment every class")
+    train = train_parents(dataset, split, group, group_key)
     labels = pd.Series(dataset.y(train), index=train).astype(str)
-    refused = {s.transform: preservation.refused_classes(s.transform) for s in policy.steps}
-    skipped = sorted(c for c in set(labels) if all(c in r for r in refused.values()))
-    train = train[~labels.isin(skipped).to_numpy()]
-    if not len(train):
-        raise LoopmlError("every transform of the policy is refused for every class to augment",
-                          hint="see the refusals; choose other transforms with --policy")
+    train, refused, skipped = drop_refused(labels, policy, preservation)
     parents = train.repeat(factor)
     classes = labels.loc[parents].to_numpy()
     generator = torch.Generator().manual_seed(seed)

@@ -46,6 +46,9 @@ from loopml.grow.augment import (
     PolicyStep,
     Preservation,
     _label,
+    checked_factor,
+    drop_refused,
+    train_parents,
 )
 from loopml.grow.textaug import AUTO_TEXT, TEXT_TRANSFORMS, apply_text_transform
 from loopml.grow.transforms import TransformSpec
@@ -327,20 +330,6 @@ def check_row_preservation(dataset: Dataset, split: Split, iteration: Iteration,
 # ---------------------------------------------------------------- augmenting
 
 
-def _parents(dataset: Dataset, split: Split, group: Group | None, group_key: str | None
-             ) -> pd.Index:
-    train = split.ids("train")
-    origin = dataset.origin.reindex(train).astype(str)
-    train = train[~origin.isin(["augment", "synth"]).to_numpy()]
-    if group is not None:
-        train = train[membership(group, Rows.of(dataset, train))]
-        if not len(train):
-            raise LoopmlError(f"group '{group_key or group.key}' has no train examples to "
-                              "augment", hint="pick a group with train members, or leave "
-                                              "--group out to augment every class")
-    return train
-
-
 def augment_rows(dataset: Dataset, split: Split, iteration: Iteration, policy: Policy, *,
                  group: Group | None = None, group_key: str | None = None, factor: int = 1,
                  seed: int = 0, progress: Progress | None = None) -> AugmentResult:
@@ -350,12 +339,10 @@ def augment_rows(dataset: Dataset, split: Split, iteration: Iteration, policy: P
     classes in ``policy.measured["failing_val"]`` when ``auto`` found any).
     SMOTE's neighbours come from the same train examples as the parents.
     """
-    if int(factor) != factor or factor < 1:
-        raise LoopmlError(f"--factor must be a whole number of at least 1, got {factor}",
-                          hint="the number of new examples made from each train example")
+    factor = checked_factor(factor)
     report = progress or no_progress
-    all_train = _parents(dataset, split, None, None)
-    train = _parents(dataset, split, group, group_key)
+    all_train = train_parents(dataset, split, None, None)
+    train = train_parents(dataset, split, group, group_key)
     ctx = RowContext.of(dataset, all_train, train)
     preservation = check_row_preservation(dataset, split, iteration, policy, ctx, seed=seed,
                                           progress=progress)
@@ -364,15 +351,7 @@ def augment_rows(dataset: Dataset, split: Split, iteration: Iteration, policy: P
         failing = policy.measured.get("failing_val") or {}
         if failing:
             train = train[labels.isin(list(failing)).to_numpy()]
-        refused = {s.transform: preservation.refused_classes(s.transform)
-                   for s in policy.steps}
-        skipped = sorted(c for c in set(labels.loc[train])
-                         if all(c in r for r in refused.values()))
-        train = train[~labels.loc[train].isin(skipped).to_numpy()]
-        if not len(train):
-            raise LoopmlError("every transform of the policy is refused for every class to "
-                              "augment", hint="see the refusals; choose other transforms "
-                                              "with --policy")
+        train, refused, skipped = drop_refused(labels.loc[train], policy, preservation)
         classes = labels.loc[train.repeat(factor)].to_numpy()
     else:
         refused, skipped = {s.transform: set() for s in policy.steps}, []
