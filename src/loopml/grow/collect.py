@@ -395,22 +395,37 @@ def _picks(score: np.ndarray, best_group: list[str | None], groups: Sequence[Fai
     threshold = DUPLICATE_SHARE * _typical_gap(space, rng)
     picked: list[int] = []
     taken = np.zeros(len(score), bool)
-    total = sum(max(g.ceiling, 0.0) for g in groups)
     group_of = np.asarray(best_group, dtype=object)[order]  # in score order
-    if total > 0:
-        for g in sorted(groups, key=lambda g: -g.ceiling):
-            quota = round(budget * max(g.ceiling, 0.0) / total)
-            quota = min(quota, budget - len(picked))
-            members = order[group_of == g.key].tolist()  # vectorised: 100k rows per group
-            got = _greedy(members, quota, space, threshold, picked, taken)
-            if got < quota:
-                notes.append(f"group {g.key}: {got} of its quota of {quota} found in the pool")
+    for key, quota in group_quotas({g.key: g.ceiling for g in groups}, budget).items():
+        quota = min(quota, budget - len(picked))
+        members = order[group_of == key].tolist()  # vectorised: 100k rows per group
+        got = _greedy(members, quota, space, threshold, picked, taken)
+        if got < quota:
+            notes.append(f"group {key}: {got} of its quota of {quota} found in the pool")
     _greedy(list(order), budget - len(picked), space, threshold, picked, taken)
     if len(picked) < budget:  # the pool is mostly near-duplicates: fill up regardless
         notes.append(f"only {len(picked)} rows are not near-duplicates of each other; the "
                      "rest of the budget is filled with near-duplicates")
         _greedy(list(order), budget - len(picked), space, -1.0, picked, taken)
     return picked
+
+
+def group_quotas(ceilings: Mapping[str, float], budget: int) -> dict[str, int]:
+    """Each failing group's share of ``budget``, in proportion to its ceiling, largest first.
+
+    The ceiling is how much the error would drop if the group's val errors
+    were fixed, so the budget goes where fixing pays most. Quotas are rounded
+    and never add up to more than ``budget``; a group with no ceiling gets none.
+    """
+    total = sum(max(c, 0.0) for c in ceilings.values())
+    quotas: dict[str, int] = {}
+    if total <= 0:
+        return quotas
+    left = budget
+    for key, ceiling in sorted(ceilings.items(), key=lambda kv: -kv[1]):
+        quotas[key] = min(round(budget * max(ceiling, 0.0) / total), left)
+        left -= quotas[key]
+    return quotas
 
 
 def _greedy(candidates: list[int], quota: int, space: np.ndarray, threshold: float,
