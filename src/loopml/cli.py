@@ -819,17 +819,16 @@ def augment(group: Annotated[str | None, typer.Option(
                      "case (NAME=MAGNITUDE sets one)")] = "auto",
             factor: Annotated[int, typer.Option(help="new examples per train example")] = 1,
             run_id: RunOpt = None,
+            judge: Annotated[str | None, typer.Option(
+                help="the run whose model tells whether a transform keeps a class's label "
+                     "(default: the most accurate run on val)")] = None,
             lift_: LiftOpt = True,
             project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Add augmented train examples, with distortions matched to the model's errors."""
     proj = _project(project)
-    with _bar("augmenting") as progress:
+    with _bar("augmenting" + (" and measuring the lift" if lift_ else "")) as progress:
         record, result = proj.augment(group=group, policy=policy, factor=factor, run_id=run_id,
-                                      lift=False, progress=progress)
-    if lift_:
-        with _bar(f"measuring the lift of {record.action_id}") as progress:
-            result.lift = proj.lift(record.action_id, run_id=result.preservation.run_id,
-                                    progress=progress)
+                                      judge_id=judge, lift=lift_, progress=progress)
     if as_json:
         _emit({"action": record.to_dict(), **result.to_dict()})
         return
@@ -842,8 +841,8 @@ def augment(group: Annotated[str | None, typer.Option(
     console.print(table)
     refusals = result.preservation.refusals
     if refusals:
-        refused = Table(title="refused (the transform flips the class's predictions)",
-                        title_justify="left")
+        refused = Table(title="refused (the transform flips the class's predictions under "
+                              f"run {result.preservation.run_id[:8]})", title_justify="left")
         for col in ("class", "transform", "flip rate", "clean error"):
             refused.add_column(col, justify="left" if col in ("class", "transform") else "right")
         for c in refusals:
@@ -861,21 +860,69 @@ def augment(group: Annotated[str | None, typer.Option(
         _show_lift(result.lift)
 
 
+def _show_table_synthesis(result, record) -> None:
+    """A TableSynthResult: each copula's fidelity (AUC, correlation gap), then each column's
+    distance per class."""
+    table = Table(title="Gaussian copula fidelity" + (f" for group {result.group}"
+                                                      if result.group else "")
+                  + " (AUC 0.5: real and synthetic rows look alike)", title_justify="left")
+    for col in ("class", "real rows", "added", "checked", "AUC real vs synth", "corr diff",
+                "worst pair (real -> synth)"):
+        table.add_column(col, justify="left" if col in ("class", "worst pair (real -> synth)")
+                         else "right")
+    for s in result.strata:
+        f, pair = s.fidelity, s.fidelity.worst_pair
+        table.add_row("all" if s.label is None else str(s.label), str(s.n_real),
+                      str(s.n_synthetic), str(s.n_checked),
+                      "-" if f.auc is None else f"{f.auc:.3f}",
+                      "-" if f.correlation_diff is None else f"{f.correlation_diff:.3f}",
+                      "-" if pair is None else f"{pair[0]}~{pair[1]} {pair[2]:+.2f} -> "
+                                               f"{pair[3]:+.2f}",
+                      style="yellow" if (f.auc or 0) > 0.8 else None)
+    console.print(table)
+    console.print("fidelity: the real train rows vs a check sample of the same copula "
+                  "('checked' rows, not added)", highlight=False, soft_wrap=True)
+    columns = Table(title="per-column distance (numbers: KS; categories: total variation)",
+                    title_justify="left")
+    columns.add_column("column")
+    columns.add_column("kind")
+    for s in result.strata:
+        columns.add_column("all" if s.label is None else str(s.label), justify="right")
+    for i, first in enumerate(result.strata[0].fidelity.columns):
+        cells = [s.fidelity.columns[i].distance for s in result.strata]
+        columns.add_row(first.column, first.kind,
+                        *("-" if d is None else f"{d:.3f}" for d in cells))
+    console.print(columns)
+    for label, why in result.skipped.items():
+        console.print(f"skipped class {label}: {why}", style="yellow", highlight=False)
+    console.print(f"added {len(result.rows)} synthesized train row(s) as {record.action_id}",
+                  highlight=False, soft_wrap=True)
+
+
 @app.command()
 def synthesize(group: Annotated[str | None, typer.Option(
                    help="draw the classes this stored group fails on (a key 'loopml errors "
-                        "--json' lists); default: every class")] = None,
-               count: Annotated[int, typer.Option(help="images per class")] = 20,
+                        "--json' lists); tables: fit on its train rows; default: every "
+                        "class")] = None,
+               count: Annotated[int, typer.Option(
+                   help="images per class; tables: rows per class (in all for "
+                        "regression)")] = 20,
                run_id: RunOpt = None,
                lift_: LiftOpt = True,
                project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-    """Add train images of each class's character, drawn in matplotlib's fonts."""
+    """Add train images of each class's character, drawn in matplotlib's fonts; on a table,
+    rows from a Gaussian copula per class, with a fidelity report."""
     proj = _project(project)
-    with _bar("synthesizing glyphs") as progress:
+    with _bar("synthesizing") as progress:
         record, result = proj.synthesize(count=count, group=group, run_id=run_id, lift=lift_,
                                           progress=progress)
     if as_json:
         _emit({"action": record.to_dict(), **result.to_dict()})
+        return
+    if not hasattr(result, "images"):  # a table: loopml.grow.copula
+        _show_table_synthesis(result, record)
+        if result.lift is not None:
+            _show_lift(result.lift)
         return
     table = Table(title=f"glyphs {result.images.shape[2]}x{result.images.shape[3]}"
                         + (f" for group {result.group}" if result.group else ""),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -65,12 +66,14 @@ if TYPE_CHECKING:
     from loopml.groups import Group, Groups, Rows, TraitSources
     from loopml.grow.augment import AugmentResult
     from loopml.grow.collect import Queue
+    from loopml.grow.copula import TableSynthResult
     from loopml.grow.ledger import LedgerEntry
     from loopml.grow.lift import Lift
     from loopml.grow.synthesize import SynthResult
 
 STATE_DIR = ".loopml"
 ASSETS_DIR = "assets"  # files every report shares (plotly.js), under STATE_DIR
+BATCH_TAG = "loopml.batch"  # the runs one `loopml run` compared share it
 
 
 @dataclass
@@ -535,8 +538,8 @@ class Project:
                             ExampleStore(self.state_dir).records())
 
     def augment(self, *, group: str | None = None, policy: str = "auto", factor: int = 1,
-                run_id: str | None = None, lift: bool = True, seeds: int = 3,
-                seed: int | None = None, progress: Progress | None = None
+                run_id: str | None = None, judge_id: str | None = None, lift: bool = True,
+                seeds: int = 3, seed: int | None = None, progress: Progress | None = None
                 ) -> tuple[ActionRecord, AugmentResult]:
         """Add augmented train examples matched to the errors (see :mod:`loopml.grow.augment`;
         tables and text: :mod:`loopml.grow.tabular`).
@@ -544,14 +547,21 @@ class Project:
         ``policy`` "auto" matches the failing val examples of the reference run
         (``run_id``'s, else :meth:`choose_run`'s); names (``"shift,blur"``) pick
         the transforms. Transforms that flip a class's predictions are refused
-        for that class. ``factor`` new examples per train example (of ``group``,
-        a key of :meth:`groups`, when given). Every check runs before anything
-        is written; with ``lift`` the action's lift is measured and recorded.
+        for that class. The judge of that is the project's most accurate run
+        (``judge_id``'s, else :meth:`best_run`'s, else the reference): whether a
+        shifted 3 is still a 3 is a fact about the data, best told by the model
+        that reads the data best, not by a weak reference whose lift from the
+        action is the very thing to measure (a logistic regression misreads
+        shifted digits; refusing shift for it would hide the loss the ledger
+        must show). ``factor`` new examples per train example (of ``group``, a
+        key of :meth:`groups`, when given). Every check runs before anything is
+        written; with ``lift`` the action's lift is measured and recorded.
         """
         from loopml.data.images import modality
         from loopml.errors.report import ErrorReport
         from loopml.grow.augment import (
             augment,
+            check_preservation,
             checked_factor,
             parse_policy,
             plan_policy,
@@ -570,19 +580,24 @@ class Project:
         if group is not None:
             groups.find(group)  # an unknown key lists the groups
         iteration = self.choose_run(run_id).iteration
+        judge = self.get_run(judge_id) if judge_id else (self.best_run() or iteration)
         split, seed = self._current_split(), self.scope.seed if seed is None else int(seed)
         if rows:
             plan = plan_row_policy(self.dataset, iteration, groups, policy=policy, group=group)
             result = augment_rows(self.dataset, split, iteration, plan,
                                   group=groups[group] if group else None, group_key=group,
-                                  factor=int(factor), seed=seed, progress=progress)
+                                  factor=int(factor), seed=seed, judge=judge,
+                                  progress=progress)
         else:
             plan = plan_policy(self.dataset, split, iteration,
                                ErrorReport.load(iteration.folder), groups, policy=policy,
                                group=group, seed=seed)
+            preservation = check_preservation(self.dataset, split, judge, plan, seed=seed,
+                                              progress=progress)
             result = augment(self.dataset, split, iteration, plan,
                              group=groups[group] if group else None, group_key=group,
-                             factor=int(factor), seed=seed, progress=progress)
+                             factor=int(factor), seed=seed, preservation=preservation,
+                             progress=progress)
         note = f"policy {plan.name}: " + ", ".join(
             f"{s.transform} {s.magnitude:g}" for s in plan.steps)
         record = self.add_examples(result.rows, origin="augment", parent_ids=result.parent_ids,
@@ -595,18 +610,27 @@ class Project:
     def synthesize(self, *, count: int = 20, group: str | None = None,
                    run_id: str | None = None, lift: bool = True, seeds: int = 3,
                    seed: int | None = None, progress: Progress | None = None
-                   ) -> tuple[ActionRecord, SynthResult]:
+                   ) -> tuple[ActionRecord, SynthResult | TableSynthResult]:
         """Add synthesized glyphs of the classes' characters (see :mod:`loopml.grow.synthesize`).
 
         ``count`` images per class, of ``group``'s classes (a key of
         :meth:`groups`; the classes of its failing val examples under the
         reference run) or of every class. They go to train, with no parents.
+        On a table, ``count`` rows per class (in all for regression) drawn
+        from a Gaussian copula fitted on the source's train rows (of
+        ``group``'s members), with a fidelity report (:mod:`loopml.grow.copula`).
         Every check runs before anything is written; with ``lift`` the
         action's lift is measured and recorded.
         """
+        from loopml.data.images import modality
+        from loopml.grow.copula import check_table_request, synthesize_rows
         from loopml.grow.synthesize import check_request, synthesize
 
-        check_request(self.dataset, count=count)
+        table = modality(self.dataset) != "image"  # tables (and text's refusal): grow.copula
+        if table:
+            check_table_request(self.dataset, count=count)
+        else:
+            check_request(self.dataset, count=count)
         groups = self.groups()
         if group is not None:
             groups.find(group)  # an unknown key lists the groups
@@ -614,11 +638,16 @@ class Project:
         iteration = self.choose_run(run_id).iteration if (lift or run_id or runs) else None
         split, seed = self._current_split(), self.scope.seed if seed is None else int(seed)
         predictions = None
-        if group is not None and iteration is not None:
+        if group is not None and iteration is not None and not table:
             predictions = iteration.predictions()
-        result = synthesize(self.dataset, split, count=count,
-                            group=groups[group] if group else None, predictions=predictions,
-                            seed=seed, progress=progress)
+        if table:
+            result = synthesize_rows(self.dataset, split, count=count,
+                                     group=groups[group] if group else None, group_key=group,
+                                     seed=seed, progress=progress)
+        else:
+            result = synthesize(self.dataset, split, count=count,
+                                group=groups[group] if group else None,
+                                predictions=predictions, seed=seed, progress=progress)
         record = self.add_examples(result.frame(self.dataset), origin="synth",
                                    target_group=group, note=result.describe())
         if lift:
@@ -708,10 +737,11 @@ class Project:
             return _fit_or_explain(name, estimator, dataset, split)
 
         iterations = []
+        batch = uuid.uuid4().hex[:12]  # the candidates of one run, for later report rewrites
         for fit in parallel_map(fit_here if here else fit_there, tasks, n_jobs=n_jobs):
             iteration = record_iteration(fit, dataset, split, metric=self.scope.metric,
                                          tracker=self.tracker, seed=seed,
-                                         tags={"loopml.verb": "run"})
+                                         tags={"loopml.verb": "run", BATCH_TAG: batch})
             iterations.append(iteration)
             report(f"fitted {iteration.architecture}", len(iterations), total)
             if on_fitted:
@@ -754,6 +784,8 @@ class Project:
         from loopml.grow.ledger import Ledger
         from loopml.report.run import write_run_report
 
+        if candidates is None:
+            candidates = self._batch_of(iteration)
         with locked(self.state_dir, "reports"):
             lifts, lifts_note = [], None
             try:  # a damaged ledger costs the lift section (with a note), not the report
@@ -768,6 +800,19 @@ class Project:
                 errors=ErrorReport.load(iteration.folder), candidates=candidates,
                 lifts=lifts, lifts_note=lifts_note, project_name=self.scope.name,
                 assets=None if self.scope.tracking_uri else self.state_dir / ASSETS_DIR)
+
+    def _batch_of(self, iteration: Iteration) -> list[Iteration] | None:
+        """The candidates ``loopml run`` compared, when ``iteration`` was the one it chose.
+
+        A report rewritten later (after ``diagnose``, ``errors`` or a lift)
+        keeps its candidates table this way instead of losing it.
+        """
+        batch = iteration.tags.get(BATCH_TAG)
+        if not batch:
+            return None
+        mates = [it for it in self.runs() if it.tags.get(BATCH_TAG) == batch]
+        best = best_iteration(mates)
+        return mates if best is not None and best.run_id == iteration.run_id else None
 
     def diagnose(self, run_id: str | None = None, *, folds: int | None = None,
                  budget: float | None = None, full: bool = False, curves: bool = True,

@@ -332,20 +332,22 @@ def check_row_preservation(dataset: Dataset, split: Split, iteration: Iteration,
 
 def augment_rows(dataset: Dataset, split: Split, iteration: Iteration, policy: Policy, *,
                  group: Group | None = None, group_key: str | None = None, factor: int = 1,
-                 seed: int = 0, progress: Progress | None = None) -> AugmentResult:
+                 seed: int = 0, judge: Iteration | None = None,
+                 progress: Progress | None = None) -> AugmentResult:
     """``factor`` new train rows per parent, each with the policy's allowed transforms.
 
     Parents are the source's train examples (of ``group`` when given; of the
     classes in ``policy.measured["failing_val"]`` when ``auto`` found any).
     SMOTE's neighbours come from the same train examples as the parents.
+    Label preservation is judged by ``judge``'s model (default: ``iteration``).
     """
     factor = checked_factor(factor)
     report = progress or no_progress
     all_train = train_parents(dataset, split, None, None)
     train = train_parents(dataset, split, group, group_key)
     ctx = RowContext.of(dataset, all_train, train)
-    preservation = check_row_preservation(dataset, split, iteration, policy, ctx, seed=seed,
-                                          progress=progress)
+    preservation = check_row_preservation(dataset, split, judge or iteration, policy, ctx,
+                                          seed=seed, progress=progress)
     if dataset.task == "classification":
         labels = pd.Series(dataset.y(train), index=train).astype(str)
         failing = policy.measured.get("failing_val") or {}
