@@ -50,10 +50,14 @@ class FitResult:
     train_ids: pd.Index | None = None
 
 
-def train_subset(dataset: Dataset, split: Split, fraction: float | None, *, seed: int
-                 ) -> pd.Index:
-    """The train ids, or a seeded (stratified where possible) share of them."""
-    train = split.ids("train")
+def train_subset(dataset: Dataset, split: Split, fraction: float | None, *, seed: int,
+                 ids: pd.Index | None = None) -> pd.Index:
+    """The train ids (or ``ids``, some of them), or a seeded, stratified share of them.
+
+    ``ids`` lets a lift take the same share of the train part without an
+    action's examples as the reference run took of the whole train part.
+    """
+    train = split.ids("train") if ids is None else ids
     if fraction is None or fraction >= 1:
         return train
     if not 0 < fraction < 1:

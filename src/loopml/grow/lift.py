@@ -13,6 +13,13 @@ yardstick). Seeds are ``factory.seed + i`` for ``i < seeds``: the model's seed
 and its early-stopping holdout change together, so the spread over seeds is
 the noise a difference must beat.
 
+A reference trained on a share ``f`` of the train part
+(``Project.train(train_fraction=f)``, tag :data:`FRACTION_TAG`) is lifted at
+that share, not on the whole part: *before* is the seeded share ``f`` of the
+train part without the action's examples (:func:`loopml.train.train_subset`,
+drawn with each fit's seed, so the spread includes which rows were drawn) and
+*after* is that share plus all of the action's train examples.
+
 The rule for a change "beyond the spread" is deliberately simple: the
 difference of the means must exceed the larger of the two standard deviations
 over seeds (sample std, ``ddof=1``; 0 with one seed). A change within it is
@@ -50,11 +57,13 @@ from loopml.models.registry import EstimatorFactory
 from loopml.parallel import parallel_map
 from loopml.progress import Progress, counter
 from loopml.track import LIFT_FILE, Tracker
-from loopml.train import fit_candidate
+from loopml.train import fit_candidate, train_subset
 
 #: a group needs this many val members to be scored (fewer: its metric is noise)
 MIN_GROUP_VAL = 5
 OVERALL = "overall"
+#: the tag of a run trained on a share of the train part (``Project.train``)
+FRACTION_TAG = "loopml.train_fraction"
 
 
 class LiftVerdict(StrEnum):
@@ -164,6 +173,8 @@ class Lift:
     groups: list[GroupLift] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None  # the MLflow run that records it, once recorded
+    #: the reference's share of the train part, taken on both sides (None: all of it)
+    train_fraction: float | None = None
 
     @property
     def worse(self) -> list[GroupLift]:
@@ -177,8 +188,10 @@ class Lift:
     def describe(self) -> str:
         """One line: the overall change, and the groups that got worse."""
         added = self.n_train_after - self.n_train_before
+        share = (f" trained on {self.train_fraction:.0%} of train ({self.n_train_before} rows)"
+                 if self.train_fraction is not None else "")
         line = (f"lift of {self.action_id} (+{added} train examples) on {self.architecture} "
-                f"{self.reference_run[:8]} over {len(self.seeds)} seed(s): val "
+                f"{self.reference_run[:8]}{share} over {len(self.seeds)} seed(s): val "
                 f"{self.overall.describe(self.metric)}")
         if self.worse:
             names = ", ".join(g.name for g in self.worse[:3])
@@ -194,11 +207,17 @@ class Lift:
                 "val_digest": self.val_digest, "overall": self.overall.to_dict(),
                 "groups": [g.to_dict() for g in self.groups],
                 "worse": [g.key for g in self.worse], "notes": list(self.notes),
-                "run_id": self.run_id, "describe": self.describe()}
+                "run_id": self.run_id, "train_fraction": self.train_fraction,
+                "describe": self.describe()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Lift:
-        """The Lift :meth:`to_dict` wrote; KeyError / TypeError / ValueError if damaged."""
+        """The Lift :meth:`to_dict` wrote; KeyError / TypeError / ValueError if damaged.
+
+        ``train_fraction`` may be absent: lifts recorded before it existed were
+        all measured on the whole train part.
+        """
+        fraction = data.get("train_fraction")
         return cls(action_id=data["action_id"], reference_run=data["reference_run"],
                    architecture=data["architecture"], metric=data["metric"],
                    seeds=[int(s) for s in data["seeds"]],
@@ -206,7 +225,8 @@ class Lift:
                    n_train_after=int(data["n_train_after"]), n_val=int(data["n_val"]),
                    val_digest=data["val_digest"], overall=GroupLift.from_dict(data["overall"]),
                    groups=[GroupLift.from_dict(g) for g in data["groups"]],
-                   notes=[str(n) for n in data["notes"]], run_id=data["run_id"])
+                   notes=[str(n) for n in data["notes"]], run_id=data["run_id"],
+                   train_fraction=None if fraction is None else float(fraction))
 
 
 # ---------------------------------------------------------------- measuring
@@ -234,7 +254,9 @@ def measure_lift(reference: Iteration, dataset: Dataset, split: Split, *, action
     metric : str
         The scope metric.
     seeds : int, default 3
-        Fits per side; ``2 * seeds`` fits in all, run by
+        Fits per side; with a reference trained on a share of train
+        (:func:`train_fraction_of`), seed ``s`` also draws that share.
+        ``2 * seeds`` fits in all, run by
         :func:`loopml.parallel.parallel_map` when ``n_jobs`` > 1.
     progress : callable, optional
         Hears ``("fits", done, 2 * seeds)``.
@@ -246,19 +268,24 @@ def measure_lift(reference: Iteration, dataset: Dataset, split: Split, *, action
     """
     train_before, train_after, val = lift_ids(dataset, split, action_id)
     _check_seeds(seeds)
+    fraction = train_fraction_of(reference)
     if len(val) == 0:
         raise LoopmlError("the val part is empty: there is nothing to measure the lift on",
                           hint="re-split the project with a val part ('loopml resplit')")
     estimator = factory.like(reference.architecture, reference.params)
     seed_list = [factory.seed + i for i in range(seeds)]
+    shares = {seed: train_subset(dataset, split, fraction, seed=seed, ids=train_before)
+              for seed in seed_list}
+    own = train_after.difference(train_before, sort=False)
     tasks = [(after, seed) for after in (False, True) for seed in seed_list]
     advance = counter(progress, "fits", len(tasks))
 
     def fit(task: tuple[bool, int]) -> tuple[np.ndarray, np.ndarray | None, list]:
         after, seed = task
         model = clone(estimator).set_params(random_state=seed)
+        ids = shares[seed].append(own) if after else shares[seed]
         fitted = fit_candidate(reference.architecture, model, dataset, split,
-                               train_ids=train_after if after else train_before).estimator
+                               train_ids=ids).estimator
         return _predict(fitted, dataset, val)
 
     outputs = []
@@ -295,9 +322,32 @@ def measure_lift(reference: Iteration, dataset: Dataset, split: Split, *, action
         notes.append(f"{small} group(s) with fewer than {MIN_GROUP_VAL} val members not scored")
     return Lift(action_id=action_id, reference_run=reference.run_id,
                 architecture=reference.architecture, metric=spec.name, seeds=seed_list,
-                n_train_before=len(train_before), n_train_after=len(train_after),
+                n_train_before=len(shares[seed_list[0]]),
+                n_train_after=len(shares[seed_list[0]]) + len(own),
                 n_val=len(val), val_digest=_digest(val), overall=lift_of(OVERALL, OVERALL, None),
-                groups=sorted(scored, key=lambda g: g.gain), notes=notes)
+                groups=sorted(scored, key=lambda g: g.gain), notes=notes,
+                train_fraction=fraction)
+
+
+def train_fraction_of(reference: Iteration) -> float | None:
+    """The share of the train part ``reference`` was trained on; None for all of it.
+
+    Read from its :data:`FRACTION_TAG` tag; a tag that is not a number in
+    (0, 1] is a LoopmlError (the lift would otherwise train on the wrong rows).
+    """
+    tag = reference.tags.get(FRACTION_TAG)
+    if tag is None:
+        return None
+    try:
+        fraction = float(tag)
+    except ValueError:
+        fraction = float("nan")
+    if not 0 < fraction <= 1:
+        raise LoopmlError(f"run {reference.run_id[:8]} has tag {FRACTION_TAG}={tag!r}, not a "
+                          "share of the train part in (0, 1]",
+                          hint="retrain the reference ('loopml train --train-fraction F') or "
+                               "name another run (--run)")
+    return None if fraction >= 1 else fraction
 
 
 def lift_ids(dataset: Dataset, split: Split, action_id: str
@@ -391,7 +441,8 @@ def record_lift(lift: Lift, tracker: Tracker, *, tags: dict[str, str] | None = N
             metrics.update(_metrics(_metric_key(group.key), group, lift.metric))
         run.log(params={"action_id": lift.action_id, "reference_run": lift.reference_run,
                         "seeds": len(lift.seeds), "n_train_before": lift.n_train_before,
-                        "n_train_after": lift.n_train_after, "n_val": lift.n_val},
+                        "n_train_after": lift.n_train_after, "n_val": lift.n_val,
+                        "train_fraction": lift.train_fraction or 1.0},
                 metrics={k: v for k, v in metrics.items() if np.isfinite(v)})
         write_text_atomic(run.local_dir / LIFT_FILE, json.dumps(lift.to_dict(), indent=2) + "\n")
     return lift

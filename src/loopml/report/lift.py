@@ -91,6 +91,8 @@ def _add_entry(section: Section, entry: LedgerEntry) -> None:
                        "seeds": ", ".join(str(s) for s in lift.seeds),
                        "train examples before / after":
                            f"{lift.n_train_before} / {lift.n_train_after}",
+                       "train share (the reference run's)":
+                           "all" if lift.train_fraction is None else f"{lift.train_fraction:.0%}",
                        "val examples": lift.n_val, "lift run": entry.lift_run_id or "none"})
     rows = [lift.overall, *lift.groups]
     worse = [g.name for g in lift.worse]
