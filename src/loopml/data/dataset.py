@@ -167,7 +167,7 @@ def plain_value(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _close(name: str, options: list[str]) -> str:
+def close_matches(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1)
     return f" Did you mean '{close[0]}'?" if close else ""
 
@@ -178,7 +178,7 @@ def _check_columns(names: list[str], frame: pd.DataFrame, what: str, where: str)
         if name not in frame.columns:
             shown = name if len(name) <= 80 else f"{name[:80]}... ({len(name)} characters)"
             raise DataError(f"{what} '{shown}' is not a column of {where}."
-                            f"{_close(name, columns)}",
+                            f"{close_matches(name, columns)}",
                             hint=f"the columns are: {', '.join(columns)}")
 
 
@@ -196,7 +196,7 @@ def input_keys(dataset: Dataset) -> pd.Series:
                      index=dataset.ids, name="input_key")
 
 
-def _content_ids(frame: pd.DataFrame) -> pd.Index:
+def content_ids(frame: pd.DataFrame) -> pd.Index:
     """Ids from the row's inputs, numbered on repeats, so re-reading gives the same ids.
 
     ``frame`` holds no target: a relabelled example keeps its id (and its part).
@@ -220,7 +220,7 @@ def _ids(raw: RawSource, spec: DataSpec, frame: pd.DataFrame, where: str, *,
     if raw.ids is not None:
         return raw.ids
     hashed = spec.ignore if id_scheme == LEGACY_ID_SCHEME else [*spec.ignore, spec.target]
-    return _content_ids(frame.drop(columns=hashed, errors="ignore"))
+    return content_ids(frame.drop(columns=hashed, errors="ignore"))
 
 
 def _rows(raw: RawSource, mask: np.ndarray, shown: int = 5) -> str:

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from loopml.atomic import replace_dir_atomic, write_parquet_atomic, write_text_atomic
-from loopml.data.dataset import ID_NAME, Dataset, _close
+from loopml.data.dataset import ID_NAME, Dataset, close_matches
 from loopml.data.provenance import PROVENANCE_COLUMNS, ActionRecord, DataSource, Origin
 from loopml.data.split import PARTS, Split
 from loopml.exceptions import DataError
@@ -259,7 +259,7 @@ def _checked_frame(dataset: Dataset, frame: pd.DataFrame, *,
     for column in map(str, frame.columns):
         if column not in allowed:
             raise DataError(f"column '{column}' of the added rows is not a column of the "
-                            f"dataset.{_close(column, allowed)}",
+                            f"dataset.{close_matches(column, allowed)}",
                             hint=f"the dataset's columns are: {', '.join(allowed)}")
     for column in needed:
         if column not in frame.columns:

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from loopml.atomic import replace_dir_atomic, write_text_atomic
-from loopml.data.dataset import ID_NAME, Dataset, _content_ids, plain_value
+from loopml.data.dataset import ID_NAME, Dataset, content_ids, plain_value
 from loopml.errors.report import ErrorReport, GroupStat
 from loopml.exceptions import DataError, LoopmlError
 from loopml.groups import Groups
@@ -181,7 +181,7 @@ def _pool_ids(frame: pd.DataFrame, id_column: str | None, where: str, line) -> p
                             hint="give each row its own id")
         return ids
     inputs = frame.drop(columns=[id_column] if id_column in frame.columns else [])
-    return pd.Index([POOL_ID_PREFIX + i for i in _content_ids(inputs)])
+    return pd.Index([POOL_ID_PREFIX + i for i in content_ids(inputs)])
 
 
 # ---------------------------------------------------------------- ranking
@@ -326,7 +326,7 @@ def _space(model: Any, pool: pd.DataFrame, failing: pd.DataFrame | None
     a sparse one (TF-IDF text) too wide to hold densely falls back to the
     standardized numeric features.
     """
-    transform = getattr(model, "_transform", None)
+    transform = getattr(model, "feature_space", None)
     if transform is not None and hasattr(model, "preprocessor_"):
         try:
             both = [transform(pool)] + ([transform(failing)] if failing is not None else [])

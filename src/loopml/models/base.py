@@ -20,7 +20,7 @@ models, ``_make_preprocessor``.
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -239,6 +239,14 @@ class Architecture(BaseEstimator):
             return encoded
         index = {cls: i for i, cls in enumerate(self.classes_.tolist())}
         return np.array([index.get(v, -1) for v in y.tolist()], dtype=np.int64)
+
+    def feature_space(self, X: Any) -> Any:
+        """``X`` as the fitted model sees it, after its own preprocessing.
+
+        The space the model separates classes in: ``loopml collect`` measures
+        which pool rows are near the failing val examples there.
+        """
+        return self._transform(self._as_frame(X))
 
     def _transform(self, X: pd.DataFrame):
         missing = [c for c in self.feature_types_ if c not in X.columns]
