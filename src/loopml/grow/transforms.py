@@ -112,7 +112,8 @@ def _blur(images, magnitude, generator):
 
     sigma = _uniform(generator, len(images), 0.5 * magnitude, magnitude, images.device)
     sigma = sigma.clamp(min=1e-3)
-    kernel = 2 * math.ceil(3 * magnitude) + 1
+    # reflect padding needs less than the side: an 8x8 digit takes a kernel of at most 15
+    kernel = min(2 * math.ceil(3 * magnitude) + 1, 2 * min(images.shape[-2:]) - 1)
     return gaussian_blur2d(images, (kernel, kernel), torch.stack([sigma, sigma], dim=1))
 
 
