@@ -183,6 +183,34 @@ def test_feature_remedies_follow_the_verdict_and_transfer_needs_images_or_text()
     assert _item(image, A.transfer_learning).score == pytest.approx(0.6 * image.avoidable_bias)
 
 
+@pytest.mark.parametrize("modality, backbone", [("text", "minilm"),
+                                                ("image", "efficientnet-lite0")])
+def test_transfer_names_the_backbone_of_the_modality_and_the_command(modality,
+                                                                      backbone) -> None:
+    bias = _item(_diagnosis(**BIAS, modality=modality), A.transfer_learning)
+    assert bias.evidence.backbone == backbone and bias.evidence.avoidable_bias is not None
+    assert f"pretrained {modality} encoder ({backbone})" in bias.why
+    assert f"try `loopml transfer --backbone {backbone} --mode freeze`" in bias.why
+    # little data: high variance and a learning curve that still falls (steep)
+    falling = 4.0 * SIZES ** -0.5 + 0.01
+    steep = _diagnosis(**VARIANCE, modality=modality, n_train=800,
+                       learning_curve=_learning(falling))
+    item = _item(steep, A.transfer_learning)
+    assert item.score == pytest.approx(0.8 * steep.variance)
+    assert item.evidence.backbone == backbone
+    assert item.evidence.gain_from_doubling == steep.gain_from_doubling
+    assert "the learning curve still falls at 800 training examples" in item.why
+    assert f"--backbone {backbone} --mode freeze" in item.why
+    assert Evidence.from_dict(item.evidence.to_dict()) == item.evidence
+    # a flattened curve (or none measured) is no case for it on high variance
+    flat = np.array([0.13, 0.125, 0.122, 0.121, 0.12])
+    assert A.transfer_learning not in _actions(_diagnosis(**VARIANCE, modality=modality,
+                                                          learning_curve=_learning(flat)))
+    assert A.transfer_learning not in _actions(_diagnosis(**VARIANCE, modality=modality))
+    assert A.transfer_learning not in _actions(_diagnosis(**VARIANCE, n_train=800,
+                                                          learning_curve=_learning(falling)))
+
+
 # --- at target: no "within reach" below the reference ---------------------------------------
 
 def test_below_the_reference_is_said_so_not_within_reach() -> None:

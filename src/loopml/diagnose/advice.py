@@ -132,6 +132,40 @@ def _look_at_errors(d: Diagnosis) -> str:
             "is left is in specific examples")
 
 
+# --- transfer learning: a pretrained backbone for images and text -------------------------
+
+#: the backbone loopml ships (offline) for each modality it can transfer from
+BACKBONES = {"text": "minilm", "image": "efficientnet-lite0"}
+
+
+def _transfer_score(d: Diagnosis) -> float | None:
+    """High bias (the inputs' raw form is hard to fit), or high variance while the
+    learning curve still falls (too little data): a pretrained backbone's features
+    help both. Only where loopml ships a backbone for the modality."""
+    if d.modality not in BACKBONES:
+        return None
+    if d.verdict in BIAS:
+        return _bias(d, 0.6)
+    steep = d.learning_curve is not None and d.more_data_helps
+    return _variance(d, 0.8) if steep else None
+
+
+def _transfer_why(d: Diagnosis) -> str:
+    backbone = BACKBONES[d.modality]
+    command = f"loopml transfer --backbone {backbone} --mode freeze"
+    if d.verdict in BIAS:
+        return (_fits_worse(d) + f"; a pretrained {d.modality} encoder ({backbone}) brings "
+                f"features learned on far more data: try `{command}`")
+    return (_generalizes_worse(d) + f", and the learning curve still falls at {d.n_train} "
+            f"training examples ({d.learning_message}); a pretrained {d.modality} encoder "
+            f"({backbone}) needs far fewer: try `{command}`")
+
+
+def _transfer_numbers(d: Diagnosis) -> Evidence:
+    numbers = _bias_numbers(d) if d.verdict in BIAS else _data_numbers(d)
+    return replace(numbers, backbone=BACKBONES[d.modality])
+
+
 # --- no signal: the model learned nothing beyond the class balance (or the mean) ---------
 
 def _no_signal(d: Diagnosis, score: float, *, classification: bool = False) -> float | None:
@@ -200,10 +234,7 @@ RULES: list[Rule] = [
          lambda d: _fits_worse(d) + "; more informative inputs give it more to fit",
          _bias_numbers),
     Rule(AdviceAction.transfer_learning, "Start from a pretrained backbone",
-         lambda d: _bias(d, 0.6) if d.modality in ("image", "text") else None,
-         lambda d: _fits_worse(d) + "; a pretrained encoder brings features learned on far "
-                                    "more data",
-         _bias_numbers),
+         _transfer_score, _transfer_why, _transfer_numbers),
     # --- high variance ---------------------------------------------------------------------
     Rule(AdviceAction.more_data, "Collect more data of the same kind",
          lambda d: _variance(d, _data_weight(d)),

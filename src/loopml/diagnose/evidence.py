@@ -63,7 +63,8 @@ class Evidence:
     and None where the learning curve gives no reliable estimate.
     ``majority_error`` is the majority-class (or mean) reference's val error,
     ``signal`` how far J_cv is below it; ``reference_error`` the val error of
-    ``reference_architecture``, the strong reference from another family.
+    ``reference_architecture``, the strong reference from another family;
+    ``backbone`` the pretrained backbone a transfer-learning item names.
     """
 
     j_train: float | None = None
@@ -86,6 +87,7 @@ class Evidence:
     signal: float | None = None
     reference_architecture: str | None = None
     reference_error: float | None = None
+    backbone: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The cited numbers only (NaN kept; ``json_ready`` writes it as null)."""
@@ -104,7 +106,7 @@ class Evidence:
             if f.name not in data:
                 continue
             value = data[f.name]
-            if f.name in ("knob", "metric", "reference_architecture"):
+            if f.name in ("knob", "metric", "reference_architecture", "backbone"):
                 values[f.name] = str(value)
             elif f.name == "setting":
                 values[f.name] = None if value is None else CurveSetting(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.exceptions import LoopmlError
@@ -22,7 +23,10 @@ _FAMILIES = {
     "gbt": "loopml.models.sklearn_families:GradientBoosting",
     "mlp": "loopml.models.torch_families:MLP",
     "cnn": "loopml.models.torch_families:CNN",
+    "transfer": "loopml.models.transfer:Transfer",
 }
+#: families trained only when named: too slow for ``loopml run``'s default list
+_OPT_IN = ("transfer",)
 ALIASES = {"logistic": "linear", "ridge": "linear", "lightgbm": "gbt", "boosting": "gbt"}
 
 
@@ -52,12 +56,16 @@ def unsupported_reason(name: str, dataset: Dataset) -> str | None:
         has_images = "image" in dataset.features.values()
         if not has_images and dataset.image_shape is None:
             return f"'{family.name}' needs images (an image column or a pixel table)"
+    if family.input_kind == "pretrained" and dataset.image_shape is None and \
+            not {"text", "image"} & set(dataset.features.values()):
+        return f"'{family.name}' needs a text column or images"
     return None
 
 
 def default_candidates(dataset: Dataset) -> list[str]:
     """The families ``loopml run`` tries when the scope names none."""
-    return [n for n in _FAMILIES if unsupported_reason(n, dataset) is None]
+    return [n for n in _FAMILIES
+            if n not in _OPT_IN and unsupported_reason(n, dataset) is None]
 
 
 def make_architecture(name: str, dataset: Dataset, *, size: float | None = None,
@@ -89,7 +97,11 @@ def make_architecture(name: str, dataset: Dataset, *, size: float | None = None,
     if unknown:
         raise LoopmlError(f"architecture '{family.name}' has no parameter(s) {unknown}",
                           hint=f"its parameters are {', '.join(sorted(valid))}")
-    return estimator.set_params(**knobs, **params)
+    estimator.set_params(**knobs, **params)
+    check_data = getattr(estimator, "check_data", None)  # params that depend on the data
+    if check_data is not None:
+        check_data(dict(dataset.features), dataset.image_shape)
+    return estimator
 
 
 def _class_weight_as_balance(value: Any) -> bool:
@@ -105,7 +117,7 @@ def _class_weight_as_balance(value: Any) -> bool:
 
 
 #: settings an iteration records that the factory sets itself, from the data and scope
-_WIRED = ("task", "features", "image_shape")
+_WIRED = ("task", "features", "image_shape", "cache_dir")
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,8 @@ class EstimatorFactory:
     image_size: int = 32
     #: weight classes inversely to their frequency (the scope's ``balance``)
     balance: bool = False
+    #: a folder for caches that outlive the process (embeddings); None: memory only
+    cache_dir: Path | None = None
 
     def make(self, name: str, *, size: float | None = None, reg: float | None = None,
              seed: int | None = None, quiet: bool = False, **params: Any) -> Architecture:
@@ -139,6 +153,8 @@ class EstimatorFactory:
                                       image_size=self.image_size, balance=balance, **params)
         if quiet and "verbose" in estimator.get_params():
             estimator.set_params(verbose=False)
+        if self.cache_dir is not None and "cache_dir" in estimator.get_params():
+            estimator.set_params(cache_dir=str(self.cache_dir))
         return estimator
 
     def like(self, architecture: str, params: dict[str, Any], *, quiet: bool = True

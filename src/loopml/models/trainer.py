@@ -75,7 +75,9 @@ def train_module(build_module: Callable[[], nn.Module], X, y, *, task: str,
                  max_epochs: int = 200, batch_size: int = 128, lr: float = 1e-3,
                  weight_decay: float = 0.0, patience: int = 15, random_state: int = 0,
                  balance: bool = False, device: str | None = None, verbose: bool = True,
-                 description: str = "training") -> TrainResult:
+                 description: str = "training",
+                 param_groups: Callable[[nn.Module], list[dict]] | None = None
+                 ) -> TrainResult:
     """Train the module ``build_module()`` returns on rows ``X`` and targets ``y``.
 
     Parameters
@@ -104,6 +106,10 @@ def train_module(build_module: Callable[[], nn.Module], X, y, *, task: str,
         "cuda", "cpu", ...; None picks CUDA when available.
     verbose : bool
         Show a transient progress bar over epochs.
+    param_groups : callable, optional
+        ``param_groups(module)`` gives AdamW's parameter groups (each may set
+        its own ``lr``), e.g. lower rates for pretrained layers than for a new
+        head; None: one group at ``lr``.
     """
     _check_options(task=task, n_classes=n_classes, max_epochs=max_epochs,
                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience)
@@ -123,8 +129,9 @@ def train_module(build_module: Callable[[], nn.Module], X, y, *, task: str,
         module = build_module().to(target)
     loop = _Loop(module=module, device=target, batch_size=batch_size,
                  loss_fn=_loss(task, y[rows], n_classes, balance=balance, device=target),
-                 optimizer=torch.optim.AdamW(module.parameters(), lr=lr,
-                                             weight_decay=weight_decay),
+                 optimizer=torch.optim.AdamW(
+                     module.parameters() if param_groups is None else param_groups(module),
+                     lr=lr, weight_decay=weight_decay),
                  generator=torch.Generator().manual_seed(random_state))
     best_epoch, history = loop.run(X, y_t, rows, X_val, y_val_t, max_epochs=max_epochs,
                                    patience=patience, verbose=verbose, description=description)
