@@ -295,7 +295,7 @@ def _num(value: float | None) -> str:
 
 @app.command()
 def train(architecture: Annotated[str | None, typer.Option("--arch", "-a", help="linear, gbt, "
-                                                           "mlp or cnn")] = None,
+                                                           "mlp, cnn or transfer")] = None,
           size: Annotated[float | None, typer.Option(help="capacity knob")] = None,
           reg: Annotated[float | None, typer.Option(help="regularization knob")] = None,
           param: Annotated[list[str] | None, typer.Option(help="other estimator parameter, "
