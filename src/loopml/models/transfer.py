@@ -254,6 +254,22 @@ class _TextNet(nn.Module):
         return self.head(F.normalize(embeddings, dim=1))
 
 
+def _restart_batch_norm(encoder: nn.Module) -> None:
+    """Batch-norm statistics from the new data alone, as a running average over fine-tuning.
+
+    EfficientNet's momentum of 0.01 over the few dozen steps of a small fine-tune
+    left the statistics ImageNet's while the weights moved: on a tenth of digits
+    (126 rows, seeds 0-1) finetune scored val accuracy 0.32 with them, 0.65 with
+    this. lp-ft keeps them: its head was fitted on features computed with them,
+    and starting from that function is the point of lp-ft (measured: 0.77 kept,
+    0.62 restarted).
+    """
+    for layer in encoder.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.reset_running_stats()
+            layer.momentum = None  # a cumulative average of the batches seen
+
+
 class _ImageNet(nn.Module):
     """EfficientNet backbone + head on flat rows of pixels in [0, 1]."""
 
@@ -454,6 +470,8 @@ class Transfer(_TorchArchitecture):
     def _start_net(self, spec: dict) -> nn.Module:
         """The network fine-tuning starts from: pretrained backbone, probe head in lp-ft."""
         net = self._build_module(**spec)
+        if self.probe_head_ is None:
+            _restart_batch_norm(net.encoder)
         if self.probe_head_ is not None:
             net.head.load_state_dict({k: torch.from_numpy(v)
                                       for k, v in self.probe_head_.items()})
