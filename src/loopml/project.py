@@ -1031,8 +1031,8 @@ class Project:
         candidates = [Candidate(f"scratch ({architecture})", architecture, params),
                       *(Candidate(m, "transfer", {"backbone": backbone, "mode": m})
                         for m in modes)]
-        for candidate in candidates[1:2]:  # a wrong backbone is refused before minutes of fits
-            self.factory.make(candidate.architecture, quiet=True, **candidate.params)
+        first = candidates[1]  # a wrong backbone is refused before minutes of fits
+        self.factory.make(first.architecture, quiet=True, **first.params)
         comparison = compare_candidates(
             self.dataset, self._current_split(), self.factory, candidates,
             metric=self.scope.metric, fractions=DEFAULT_FRACTIONS if fractions is None

@@ -274,21 +274,26 @@ def parse_policy(policy: str) -> list[tuple[str, float | None]]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
         spec = transform_spec(name.strip())
-        magnitude = None
-        if value:
-            try:
-                magnitude = float(value)
-            except ValueError:
-                raise LoopmlError(f"magnitude '{value}' of '{name}' in --policy is not a "
-                                  "number", hint="write NAME=NUMBER, e.g. shift=0.2") from None
-            if not spec.lowest <= magnitude <= spec.highest:
-                raise LoopmlError(f"magnitude {magnitude:g} of '{name}' is outside "
-                                  f"{spec.lowest:g} .. {spec.highest:g} ({spec.unit})")
-        out.append((spec.name, magnitude))
+        out.append((spec.name, policy_magnitude(name.strip(), value.strip(), spec)))
     if not out:
         raise LoopmlError(f"--policy '{policy}' names no transform",
                           hint=f"give 'auto' or names from: {', '.join(TRANSFORMS)}")
     return out
+
+
+def policy_magnitude(name: str, value: str, spec: Any) -> float | None:
+    """The magnitude of ``NAME=VALUE`` in ``--policy`` (None when not given), within the spec."""
+    if not value:
+        return None
+    try:
+        magnitude = float(value)
+    except ValueError:
+        raise LoopmlError(f"magnitude '{value}' of '{name}' in --policy is not a number",
+                          hint=f"write NAME=NUMBER, e.g. {name}={spec.default:g}") from None
+    if not spec.lowest <= magnitude <= spec.highest:
+        raise LoopmlError(f"magnitude {magnitude:g} of '{name}' is outside "
+                          f"{spec.lowest:g} .. {spec.highest:g} ({spec.unit})")
+    return magnitude
 
 
 def _moments(images: np.ndarray) -> pd.DataFrame:
@@ -519,7 +524,7 @@ def check_preservation(dataset: Dataset, split: Split, iteration: Iteration, pol
         rates = {c: float(wrong[truth_copies == c].mean()) for c in classes}
         typical = float(np.median(list(rates.values())))
         for label in classes:
-            checks.append(ClassCheck(_label(dataset, label), step.transform,
+            checks.append(ClassCheck(class_value(dataset, label), step.transform,
                                      int((truth_copies == label).sum()),
                                      float(clean_wrong[truth == label].mean()), rates[label],
                                      typical))
@@ -527,7 +532,7 @@ def check_preservation(dataset: Dataset, split: Split, iteration: Iteration, pol
     return Preservation(iteration.run_id, checks)
 
 
-def _label(dataset: Dataset, text: str) -> Any:
+def class_value(dataset: Dataset, text: str) -> Any:
     """The class as the dataset holds it, from its text."""
     from loopml.data.dataset import plain_value
 
@@ -637,4 +642,4 @@ def augment(dataset: Dataset, split: Split, iteration: Iteration, policy: Policy
     report("augmented", len(parents), len(parents))
     return AugmentResult(policy, preservation, pd.concat(frames, ignore_index=True),
                          [str(p) for p in parents], factor, seed, group_key, applied,
-                         [_label(dataset, c) for c in skipped])
+                         [class_value(dataset, c) for c in skipped])

@@ -45,9 +45,10 @@ from loopml.grow.augment import (
     Policy,
     PolicyStep,
     Preservation,
-    _label,
     checked_factor,
+    class_value,
     drop_refused,
+    policy_magnitude,
     train_parents,
 )
 from loopml.grow.textaug import AUTO_TEXT, TEXT_TRANSFORMS, apply_text_transform
@@ -95,19 +96,7 @@ def parse_row_policy(dataset: Dataset, policy: str) -> list[tuple[str, float | N
                    "table has no classes)" if name == "smote" and kind == "tabular" else "")
             raise LoopmlError(f"transform '{name}' in --policy does not apply to {what}{why}",
                               hint=f"the transforms for {what} are: auto, {', '.join(specs)}")
-        magnitude = None
-        if value:
-            try:
-                magnitude = float(value)
-            except ValueError:
-                raise LoopmlError(f"magnitude '{value}' of '{name}' in --policy is not a "
-                                  "number", hint=f"write NAME=NUMBER, e.g. {name}="
-                                                 f"{specs[name].default:g}") from None
-            spec = specs[name]
-            if not spec.lowest <= magnitude <= spec.highest:
-                raise LoopmlError(f"magnitude {magnitude:g} of '{name}' is outside "
-                                  f"{spec.lowest:g} .. {spec.highest:g} ({spec.unit})")
-        out.append((name, magnitude))
+        out.append((name, policy_magnitude(name, value, specs[name])))
     if not out:
         raise LoopmlError(f"--policy '{policy}' names no transform",
                           hint=f"give 'auto' or names from: {', '.join(specs)}")
@@ -320,7 +309,7 @@ def check_row_preservation(dataset: Dataset, split: Split, iteration: Iteration,
         wrong = np.asarray(model.predict(moved)).astype(str) != truth_copies
         for label in sorted(set(truth)):
             mine = truth_copies == label
-            checks.append(ClassCheck(_label(dataset, label), step.transform, int(mine.sum()),
+            checks.append(ClassCheck(class_value(dataset, label), step.transform, int(mine.sum()),
                                      float(clean_wrong[truth == label].mean()),
                                      float(wrong[mine].mean())))
     report("checked", len(policy.steps), len(policy.steps))
@@ -375,7 +364,7 @@ def augment_rows(dataset: Dataset, split: Split, iteration: Iteration, policy: P
         report(f"augmenting {len(parents)} examples", i + 1, len(policy.steps))
     rows = _restore_dtypes(rows.infer_objects(), dataset.frame)
     return AugmentResult(policy, preservation, rows, [str(p) for p in parents], int(factor),
-                         seed, group_key, applied, [_label(dataset, c) for c in skipped])
+                         seed, group_key, applied, [class_value(dataset, c) for c in skipped])
 
 
 def transforms_for(dataset: Dataset) -> list[str]:
