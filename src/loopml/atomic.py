@@ -29,7 +29,8 @@ from typing import Any
 import pandas as pd
 
 
-def _write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+def _write_atomic(path: str | os.PathLike[str], write: Callable[[str], None], *,
+                  mode: int = 0o644) -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name),
@@ -37,7 +38,7 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) ->
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -46,12 +47,15 @@ def _write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) ->
     return path
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, mode: int = 0o644) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically and return the path.
 
-    The folder must exist; a missing one raises ``FileNotFoundError``.
+    The folder must exist; a missing one raises ``FileNotFoundError``. ``mode``
+    0o600 keeps a secret private from its first byte (the temporary file is
+    made 0600 and only widened to ``mode`` before the rename).
     """
-    return _write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return _write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"),
+                         mode=mode)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:

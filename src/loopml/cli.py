@@ -1020,6 +1020,107 @@ def synthesize(group: Annotated[str | None, typer.Option(
         _show_lift(result.lift)
 
 
+@app.command()
+def deploy(run_id: Annotated[str | None, typer.Argument(
+               help="run id or prefix; none: the best run on val")] = None,
+           project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Register a run's model and point the alias 'champion' at it (the old one: 'previous')."""
+    proj = _project(project)
+    before = next((d.version for d in proj.deployments() if "champion" in d.aliases), None)
+    champion = proj.deploy(run_id)
+    changed = champion.version != before
+    if as_json:
+        _emit({"changed": changed, **_aliases_doc(proj),
+               "api_key_file": str(proj.api_key_path)})
+        return
+    if not changed:
+        console.print(f"run {champion.run_id[:8]} is champion already (version "
+                      f"{champion.version}): nothing changed", highlight=False)
+        return
+    console.print(f"deployed {_deployment_line(champion)} as [bold]champion[/]",
+                  highlight=False)
+    _show_previous(proj)
+    console.print(f"API key for the server: {proj.api_key_path} ($LOOPML_API_KEY "
+                  "overrides it)", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def rollback(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Point 'champion' back at the previous champion (each call one step further back)."""
+    proj = _project(project)
+    champion = proj.rollback()
+    if as_json:
+        _emit(_aliases_doc(proj))
+        return
+    console.print(f"rolled back: champion is {_deployment_line(champion)}", highlight=False)
+    _show_previous(proj)
+
+
+@app.command()
+def deployments(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """List the registered versions of the project's model and their aliases."""
+    proj = _project(project)
+    found = proj.deployments()
+    if as_json:
+        _emit({"model": proj.scope.name, "deployments": [d.to_dict() for d in found]})
+        return
+    if not found:
+        console.print("nothing deployed yet; 'loopml deploy' deploys the best run on val")
+        return
+    table = Table(title=f"deployments of {proj.scope.name} (created: UTC)",
+                  title_justify="left")
+    for col in ("version", "run", "family", f"val {proj.scope.metric}", "aliases", "created"):
+        table.add_column(col, justify="right" if col.startswith(("version", "val")) else "left",
+                         no_wrap=True, min_width=len(col), overflow="fold")
+    for d in found:
+        table.add_row(d.version, d.run_id[:8], d.architecture, _num(d.val_score),
+                      ", ".join(d.aliases), d.created[:16].replace("T", " "),
+                      style="bold" if "champion" in d.aliases else None)
+    console.print(table)
+
+
+@app.command()
+def serve(project: ProjectOpt = Path("."),
+          host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 opens it to the "
+                                                 "network")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+          max_batch: Annotated[int, typer.Option(help="rows per model call, at most")] = 64,
+          max_wait_ms: Annotated[float, typer.Option(
+              help="how long a request waits for company in a micro-batch")] = 5.0,
+          log_url: Annotated[str | None, typer.Option(
+              help="SQLAlchemy URL of the prediction log; default .loopml/serve/"
+                   "predictions.db")] = None) -> None:
+    """Serve the champion over HTTP (POST /predict, /feedback; GET /health, /metrics, /docs)."""
+    from loopml.serve import serve as run_server
+
+    proj = _project(project)
+    app_ = proj.serve_app(log_url=log_url, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    champion = proj.champion()
+    console.print(f"serving {_deployment_line(champion)} on http://{host}:{port} "
+                  f"(docs: /docs; /feedback needs the key in {proj.api_key_path})",
+                  highlight=False, soft_wrap=True)
+    run_server(app_, host=host, port=port)
+
+
+def _deployment_line(d) -> str:
+    score = f", val {d.metric} {d.val_score:.4f}" if d.val_score is not None else ""
+    return f"version {d.version} (run {d.run_id[:8]}, {d.architecture}{score})"
+
+
+def _aliases_doc(proj) -> dict[str, Any]:
+    """{"champion": ..., "previous": ...} as deployments' dicts (None when unset)."""
+    found = proj.deployments()
+    return {alias: next((d.to_dict() for d in found if alias in d.aliases), None)
+            for alias in ("champion", "previous")}
+
+
+def _show_previous(proj) -> None:
+    previous = next((d for d in proj.deployments() if "previous" in d.aliases), None)
+    if previous is not None:
+        console.print(f"previous: {_deployment_line(previous)} ('loopml rollback' returns "
+                      "to it)", highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -13,7 +13,9 @@ and a CLI user do the same things::
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
 import shutil
 import uuid
 import warnings
@@ -27,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loopml.atomic import locked
+from loopml.atomic import locked, write_text_atomic
 from loopml.data.dataset import Dataset
 from loopml.data.load import load_dataset
 from loopml.data.provenance import ActionRecord, DataSource, ExampleDrop, Origin
+from loopml.data.reference import REFERENCE_FILE, reference_statistics
 from loopml.data.split import (
     PARTS,
     SPLIT_FILES,
@@ -48,7 +51,16 @@ from loopml.models.registry import EstimatorFactory
 from loopml.parallel import parallel_map
 from loopml.progress import Progress, no_progress
 from loopml.scope import SCOPE_FILE, Baseline, DataSpec, Scope, read_scope, write_scope
-from loopml.track import RUNS_DIR, STORE_FILE, StaleRun, Tracker, release_store
+from loopml.track import (
+    CHAMPION,
+    DEPLOYMENTS_DIR,
+    RUNS_DIR,
+    STORE_FILE,
+    Deployment,
+    StaleRun,
+    Tracker,
+    release_store,
+)
 from loopml.train import (
     FitResult,
     fit_candidate,
@@ -77,6 +89,11 @@ if TYPE_CHECKING:
 STATE_DIR = ".loopml"
 ASSETS_DIR = "assets"  # files every report shares (plotly.js), under STATE_DIR
 BATCH_TAG = "loopml.batch"  # the runs one `loopml run` compared share it
+API_KEY_ENV = "LOOPML_API_KEY"  # overrides .loopml/serve/api_key
+API_KEY_FILE = ("serve", "api_key")  # under STATE_DIR; mode 0600
+SERVE_DIR = "serve"  # under STATE_DIR: the API key and the prediction log
+PREDICTION_LOG = "predictions.db"
+DEPLOY_LOCK = "deploy"  # deploy and rollback move the aliases one at a time
 
 
 @dataclass
@@ -1126,6 +1143,165 @@ class Project:
             record_import(chosen, action_id=record.action_id,
                           ids=[str(i) for i in rows.index], file=str(file))
         return record
+
+    # ------------------------------------------------------------ deployments
+
+    def deploy(self, run_id: str | None = None) -> Deployment:
+        """Point ``champion`` at a run's model (default: the best run on val); return it.
+
+        The old champion becomes ``previous``. A run deployed before gets its
+        version back (one version per run); the champion's own run is left as
+        it is (the current champion is returned). A new version gets the
+        reference statistics the monitor compares traffic with
+        (``.loopml/deployments/<version>/reference.json``), and the first deploy
+        makes the server's API key. A bad run id or a run without a loadable
+        model changes nothing.
+        """
+        iteration = self._deployable(run_id)
+        with locked(self.state_dir, DEPLOY_LOCK):
+            registry = self.tracker.registry
+            champion = registry.resolve(CHAMPION)
+            if champion is not None and champion.run_id == iteration.run_id:
+                return champion
+            known = [d for d in registry.deployments() if d.run_id == iteration.run_id]
+            reference = self._reference(iteration) if not known or not (
+                self._deployment_dir(known[0].version) / REFERENCE_FILE).exists() else None
+            self._api_key_file()
+            version = known[0] if known else registry.register(iteration.run_id, tags={
+                "loopml.architecture": iteration.architecture, "loopml.metric": iteration.metric,
+                "loopml.val_score": str(iteration.metrics.get(f"val_{iteration.metric}", ""))})
+            if reference is not None:
+                folder = self._deployment_dir(version.version)
+                folder.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(folder / REFERENCE_FILE, json.dumps(reference))
+            registry.promote(version.version)
+            return registry.resolve(CHAMPION) or version
+
+    def rollback(self) -> Deployment:
+        """Point ``champion`` back at the previous champion; return it.
+
+        Each rollback walks one step further back through the champions in the
+        order they were deployed (not a toggle: the version rolled back from is
+        the one that was unwanted); ``loopml deploy RUN`` goes forward again.
+        """
+        with locked(self.state_dir, DEPLOY_LOCK):
+            registry = self.tracker.registry
+            champion = registry.resolve(CHAMPION)
+            if champion is None:
+                raise LoopmlError(f"nothing to roll back to: project {self.scope.name} has no "
+                                  "deployed model", hint="run 'loopml deploy' first")
+            back = registry.roll_back()
+        if back is None:
+            raise LoopmlError(
+                f"nothing to roll back to: version {champion.version} (run "
+                f"{champion.run_id[:8]}) is the only model that has been champion",
+                hint="deploy another run with 'loopml deploy RUN' ('loopml runs' lists them)")
+        return back
+
+    def deployments(self) -> list[Deployment]:
+        """Every registered version of the project's model, newest first, with its aliases."""
+        return self.tracker.deployments()
+
+    def champion(self) -> Deployment:
+        """The version served now (alias ``champion``)."""
+        found = self.tracker.resolve(CHAMPION)
+        if found is None:
+            raise LoopmlError(f"project {self.scope.name} has no deployed model",
+                              hint="run 'loopml deploy' first")
+        return found
+
+    def serve_app(self, *, log_url: str | None = None, max_batch: int = 64,
+                  max_wait_ms: float = 5.0, poll_seconds: float = 2.0) -> Any:
+        """The HTTP app (FastAPI) serving this project's ``champion``, following it.
+
+        The app watches ``.loopml/deployments/aliases.json`` (rewritten by every
+        deploy and rollback) every ``poll_seconds`` and swaps to the new
+        champion without failing a request; no mlflow import on the request
+        path. The prediction log goes to ``log_url`` (any SQLAlchemy URL),
+        default ``.loopml/serve/predictions.db`` (SQLite, WAL).
+        """
+        from loopml.serve import create_app
+        from loopml.track import read_aliases
+
+        state_dir = self.state_dir
+
+        def resolve() -> tuple[str, Path]:
+            found = read_aliases(state_dir).get(CHAMPION)
+            if not found:
+                raise LoopmlError(f"project {self.scope.name} has no deployed model",
+                                  hint="run 'loopml deploy' first")
+            return str(found["version"]), Path(found["model_dir"])
+
+        resolve()  # nothing deployed: says so before anything is written
+
+        if log_url is None:
+            (state_dir / SERVE_DIR).mkdir(parents=True, exist_ok=True)
+            log_url = f"sqlite:///{(state_dir / SERVE_DIR / PREDICTION_LOG).resolve()}"
+        return create_app(resolve, api_key=self.api_key(), log_url=log_url,
+                          max_batch=max_batch, max_wait_ms=max_wait_ms,
+                          poll_seconds=poll_seconds)
+
+    @property
+    def api_key_path(self) -> Path:
+        return self.state_dir.joinpath(*API_KEY_FILE)
+
+    def api_key(self) -> str:
+        """The key the server asks of ``/feedback`` and admin routes.
+
+        ``$LOOPML_API_KEY`` when set (a secret store's, for a shared server),
+        else ``.loopml/serve/api_key``, which the first deploy makes (or this
+        call, when the project has none yet).
+        """
+        return os.environ.get(API_KEY_ENV, "").strip() or self._api_key_file()
+
+    def _api_key_file(self) -> str:
+        """The key in ``.loopml/serve/api_key``, made (mode 0600) if there is none."""
+        path = self.api_key_path
+        with locked(self.state_dir, "api_key"):
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(path, secrets.token_urlsafe(32) + "\n", mode=0o600)
+            key = path.read_text().strip()
+        if not key:
+            raise LoopmlError(f"the API key file {path} is empty",
+                              hint=f"remove it (a new key is made) or set ${API_KEY_ENV}")
+        return key
+
+    def _deployable(self, run_id: str | None) -> Iteration:
+        """The run to deploy, checked: it exists and its model loads."""
+        if run_id:
+            iteration = self.get_run(run_id)
+        else:
+            iteration = self.best_run()
+            if iteration is None:
+                self.latest_run()  # no runs at all: says so
+                raise LoopmlError(
+                    f"no run is on the current data {self.dataset.version} and split "
+                    f"{self.split.version}, so none is best on val",
+                    hint="train one with 'loopml train', or name a run: 'loopml deploy RUN'")
+        iteration.packaged()  # a missing or damaged model folder is a LoopmlError naming it
+        return iteration
+
+    def _deployment_dir(self, version: str) -> Path:
+        return self.state_dir / DEPLOYMENTS_DIR / version
+
+    def _reference(self, iteration: Iteration) -> dict[str, Any]:
+        """Reference statistics of the run's own train rows and of its val predictions."""
+        import pandas as pd
+
+        predictions = iteration.predictions()
+        parts = predictions["part"]
+        ids = pd.Index(predictions.loc[parts == "train", "id"].astype(str))
+        ids = ids[ids.isin(self.dataset.ids)]
+        if ids.empty:
+            raise LoopmlError(f"the train rows of run {iteration.run_id[:8]} are no longer in "
+                              "the data, so there is nothing to monitor against",
+                              hint="deploy a run trained on the current data")
+        val = predictions[parts == "val"]
+        out = reference_statistics(self.dataset.X(ids), self.dataset.features,
+                                   predictions=val["y_pred"], labels=val["y_true"],
+                                   task=self.dataset.task)
+        return {"run_id": iteration.run_id, "data_version": iteration.data_version, **out}
 
     def latest_run(self, runs: list[Iteration] | None = None) -> Iteration:
         """The newest run (of ``runs``, when the caller has read them already)."""

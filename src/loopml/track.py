@@ -272,6 +272,28 @@ class Tracker:
             for file in files:
                 client.log_artifact(run_id, str(file))
 
+    # ------------------------------------------------------------ the registry
+
+    @property
+    def registry(self) -> Registry:
+        """The project's registered model (see :class:`Registry`)."""
+        return Registry(self)
+
+    def register(self, run_id: str, *, tags: dict[str, str] | None = None) -> Deployment:
+        """A new model version whose source is the run's model folder."""
+        return self.registry.register(run_id, tags=tags)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.registry.set_alias(alias, version)
+
+    def deployments(self) -> list[Deployment]:
+        """Every registered version, newest first, with its aliases."""
+        return self.registry.deployments()
+
+    def resolve(self, alias: str) -> Deployment | None:
+        """The version an alias (``champion``, ``previous``) points at, or None."""
+        return self.registry.resolve(alias)
+
     # ------------------------------------------------------------ runs of dead processes
 
     def stale_runs(self) -> list[StaleRun]:
@@ -447,3 +469,211 @@ def load_model(model_dir: Path) -> Any:
     from loopml.models.packaged import load
 
     return load(model_dir).estimator
+
+
+# ------------------------------------------------------------ the registry (deployments)
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+DEPLOYMENTS_DIR = "deployments"  # .loopml/deployments/<version>/reference.json, aliases.json
+ALIASES_FILE = "aliases.json"
+HISTORY_TAG = "loopml.champions"  # the versions that were champion, oldest first (JSON)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A registered model version of the project: the run it serves and its aliases.
+
+    ``created`` is the version's registration time (ISO 8601, UTC);
+    ``model_dir`` the run's MLflow model folder, which
+    :func:`loopml.models.packaged.load` reads without mlflow.
+    """
+
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+    created: str
+    model_dir: Path
+    architecture: str = ""
+    metric: str = ""
+    val_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "run_id": self.run_id, "aliases": list(self.aliases),
+                "created": self.created, "model_dir": str(self.model_dir),
+                "architecture": self.architecture, "metric": self.metric,
+                "val_score": self.val_score}
+
+
+def read_aliases(state_dir: Path) -> dict[str, dict[str, str]]:
+    """``.loopml/deployments/aliases.json``: alias -> {version, run_id, model_dir}.
+
+    A mirror of the registry's aliases, rewritten (atomically) by every deploy
+    and rollback, so a server can watch one small file for a ``champion`` move
+    without importing mlflow. The registry stays the record; {} when none.
+    """
+    try:
+        data = json.loads((state_dir / DEPLOYMENTS_DIR / ALIASES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class Registry:
+    """The project's registered model in the MLflow registry of its store.
+
+    Its name is the experiment's (the project's name); each version's source
+    is a run's model folder. ``champion`` is the version served; ``previous``
+    the champion before it. Every deploy appends the new champion to a history
+    kept as a tag of the registered model (``loopml.champions``), so a rollback
+    can walk back more than one step. Writes hold the store lock.
+    """
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.name = tracker.experiment
+
+    def _client(self, *, create: bool = False) -> Any:
+        """The client; None while nothing is registered, unless ``create`` (a register)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.tracker._connect()
+        try:
+            client.get_registered_model(self.name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            if not create:
+                return None
+            # suppressed: another process made it first
+            with self.tracker._store_lock(), contextlib.suppress(MlflowException):
+                client.create_registered_model(
+                    self.name, description=f"models of the loopml project {self.name}")
+        return client
+
+    def register(self, run_id: str, *, tags: dict[str, str] | None = None) -> Deployment:
+        """A new model version whose source is the run's model folder."""
+        client = self._client(create=True)
+        model_dir = run_dir(self.tracker.state_dir, run_id) / MODEL_DIR
+        source = f"runs:/{run_id}/{MODEL_DIR}" if self.tracker.remote else str(model_dir)
+        with self.tracker._store_lock():
+            made = client.create_model_version(self.name, source=source, run_id=run_id,
+                                               tags={k: str(v) for k, v in (tags or {}).items()})
+        return self._deployment(made, {})
+
+    def set_alias(self, alias: str, version: str) -> None:
+        client = self._client(create=True)  # outside the store lock: it may take it
+        with self.tracker._store_lock():
+            client.set_registered_model_alias(self.name, alias, str(version))
+
+    def remove_alias(self, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        client = self._client(create=True)
+        with self.tracker._store_lock(), contextlib.suppress(MlflowException):
+            client.delete_registered_model_alias(self.name, alias)
+
+    def deployments(self) -> list[Deployment]:
+        """Every version, newest first, each with its aliases."""
+        client = self._client()
+        if client is None:
+            return []
+        aliases = self._aliases(client)
+        found = client.search_model_versions(f"name='{self.name}'")
+        return sorted((self._deployment(v, aliases) for v in found),
+                      key=lambda d: int(d.version), reverse=True)
+
+    def resolve(self, alias: str) -> Deployment | None:
+        """The version ``alias`` points at, or None."""
+        client = self._client()
+        if client is None:
+            return None
+        aliases = self._aliases(client)
+        version = next((v for v, names in aliases.items() if alias in names), None)
+        if version is None:
+            return None
+        return self._deployment(client.get_model_version(self.name, version), aliases)
+
+    def history(self) -> list[str]:
+        """The versions that were champion, oldest first (the last one is champion now)."""
+        client = self._client()
+        if client is None:
+            return []
+        tags = client.get_registered_model(self.name).tags
+        try:
+            versions = json.loads(tags.get(HISTORY_TAG, "[]"))
+        except ValueError:
+            return []
+        return [str(v) for v in versions] if isinstance(versions, list) else []
+
+    def promote(self, version: str) -> None:
+        """``champion`` -> ``version``, ``previous`` -> the champion before it."""
+        history = self._current_history()
+        history.append(str(version))
+        self._point(history)
+
+    def roll_back(self) -> Deployment | None:
+        """``champion`` -> ``previous``, ``previous`` -> the champion before that.
+
+        Walks back the history one step a call (not a toggle: a rolled-back
+        version is the one a user wanted gone). None when there is no previous
+        champion; nothing is changed then.
+        """
+        history = self._current_history()
+        if len(history) < 2:
+            return None
+        history.pop()
+        self._point(history)
+        return self.resolve(CHAMPION)
+
+    def _current_history(self) -> list[str]:
+        """The history, reconciled with the aliases when someone moved them by hand."""
+        history = self.history()
+        champion = self.resolve(CHAMPION)
+        if champion is None:
+            return []
+        if not history or history[-1] != champion.version:
+            previous = self.resolve(PREVIOUS)
+            history = ([previous.version] if previous else []) + [champion.version]
+        return history
+
+    def _point(self, history: list[str]) -> None:
+        """Aliases from the history, the history tag, then the aliases.json mirror."""
+        client = self._client(create=True)
+        self.set_alias(CHAMPION, history[-1])
+        if len(history) > 1:
+            self.set_alias(PREVIOUS, history[-2])
+        else:
+            self.remove_alias(PREVIOUS)
+        with self.tracker._store_lock():
+            client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history[-200:]))
+        self._write_mirror()
+
+    def _write_mirror(self) -> None:
+        folder = self.tracker.state_dir / DEPLOYMENTS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        mirror = {alias: {"version": d.version, "run_id": d.run_id,
+                          "model_dir": str(d.model_dir)}
+                  for alias in (CHAMPION, PREVIOUS) if (d := self.resolve(alias)) is not None}
+        write_text_atomic(folder / ALIASES_FILE, json.dumps(mirror, indent=2))
+
+    def _aliases(self, client: Any) -> dict[str, tuple[str, ...]]:
+        """version -> its aliases, sorted (champion before previous)."""
+        out: dict[str, list[str]] = {}
+        for alias, version in client.get_registered_model(self.name).aliases.items():
+            out.setdefault(str(version), []).append(alias)
+        return {v: tuple(sorted(names)) for v, names in out.items()}
+
+    def _deployment(self, version: Any, aliases: dict[str, tuple[str, ...]]) -> Deployment:
+        from datetime import UTC, datetime
+
+        tags = version.tags or {}
+        score = tags.get("loopml.val_score")
+        created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+        return Deployment(
+            version=str(version.version), run_id=version.run_id or "",
+            aliases=aliases.get(str(version.version), ()),
+            created=created.isoformat(timespec="seconds"),
+            model_dir=run_dir(self.tracker.state_dir, version.run_id or "") / MODEL_DIR,
+            architecture=tags.get("loopml.architecture", ""), metric=tags.get("loopml.metric", ""),
+            val_score=float(score) if score not in (None, "") else None)
