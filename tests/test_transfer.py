@@ -24,7 +24,7 @@ from sklearn.datasets import load_digits
 
 from checks import refused, state_files
 from loopml.exceptions import LoopmlError
-from loopml.models.backbones import load_image_backbone
+from loopml.models.backbones import embed_text, load_image_backbone, load_text_backbone
 from loopml.models.registry import default_candidates
 from loopml.models.transfer import Transfer, forget_embeddings
 from loopml.project import Project
@@ -171,6 +171,45 @@ def test_second_frozen_fit_encodes_nothing_and_new_rows_only_once(reviews, tmp_p
                                atol=1e-6)
 
 
+def test_pooling_is_part_of_the_cache_key_and_of_prediction(reviews, tmp_path: Path):
+    # A vector cached for one pooling must never serve another: the layers
+    # fit after a sentence fit on the same rows encodes every row again.
+    X, y = reviews[["review"]][:40], reviews["score"].to_numpy()[:40]
+    texts = X["review"].tolist()
+    forget_embeddings()
+    fits = {}
+    for pooling in ("sentence", "layers"):
+        fits[pooling] = Transfer(features={"review": "text"}, pooling=pooling,
+                                 cache_dir=str(tmp_path), **FAST).fit(X, y)
+        assert fits[pooling].n_encoded_ == len(set(texts)), pooling
+        np.testing.assert_allclose(fits[pooling].feature_space(X),
+                                   embed_text(texts, pooling=pooling), atol=1e-5)
+    folders = sorted(p.name for p in (tmp_path / "embeddings").iterdir())
+    assert folders == ["text-minilm-256-layers", "text-minilm-256-sentence"]
+    sentence, layers = (fits[p].feature_space(X) for p in ("sentence", "layers"))
+    assert np.abs(sentence - layers).max() > 0.1  # really other features
+    forget_embeddings()  # a new process: predictions read the files of their own pooling
+    for pooling, model in fits.items():
+        again = Transfer(features={"review": "text"}, pooling=pooling, cache_dir=str(tmp_path),
+                         **FAST).fit(X, y)
+        assert again.n_encoded_ == 0, pooling
+        np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X), atol=1e-6)
+
+
+def test_a_local_sentence_transformers_folder_pools_every_layer(reviews, tmp_path: Path):
+    folder = tmp_path / "my-minilm"
+    load_text_backbone(device="cpu").save(str(folder))
+    X, y = reviews[["review"]][:40], reviews["score"].to_numpy()[:40]
+    forget_embeddings()
+    local = Transfer(features={"review": "text"}, backbone=str(folder), **FAST).fit(X, y)
+    assert local.backbone_ == str(folder.resolve()) and local.pooling == "layers"
+    assert local.cache_key_.startswith("text-my-minilm-") and local.cache_key_.endswith("-layers")
+    assert local.n_encoded_ == len(set(X["review"]))
+    # the same weights as the bundled MiniLM: the same features, under another cache key
+    np.testing.assert_allclose(local.feature_space(X),
+                               embed_text(X["review"].tolist(), pooling="layers"), atol=1e-5)
+
+
 def test_transfer_is_not_a_default_candidate_but_trains_when_named(tmp_path: Path):
     project = Project.init(tmp_path / "d", data="digits")
     assert "transfer" not in default_candidates(project.dataset)
@@ -193,6 +232,7 @@ def test_bad_backbones_and_modes_are_refused_and_nothing_is_written(cli, tmp_pat
         ("d", ["backbone=minilm"], ["reads text", "no text column"]),
         ("r", ["backbone=efficientnet-lite0"], ["reads images", "no image column"]),
         ("r", ["mode=probe"], ["unknown transfer mode 'probe'", "freeze | finetune | lp-ft"]),
+        ("r", ["pooling=cls"], ["unknown text pooling 'cls'", "layers | sentence"]),
     ]
     for folder, params, needles in cases:
         before = state_files(Path(folder), store=True)

@@ -20,7 +20,7 @@ export PYTHONPATH=/tmp/site:$PWD/.gpu/src PYTHONUNBUFFERED=1
 nvidia-smi -L
 python3 -c "import torch, pandas, sklearn, sentence_transformers as st; print('torch', torch.__version__, 'pandas', pandas.__version__, 'sklearn', sklearn.__version__, 'st', st.__version__)"
 (cd .gpu && timeout "${CUDA_TESTS_S:-240}" python3 -m pytest -q -s --noconftest \
-    -p no:cacheprovider tests/test_cuda.py) 2>&1 | tee "$OUT/cuda_tests.log"
+    -p no:cacheprovider tests/test_cuda.py ${CUDA_TESTS_K:+-k "$CUDA_TESTS_K"}) 2>&1 | tee "$OUT/cuda_tests.log"
 [ "${TEXT_S:-300}" = 0 ] && exit 0
 timeout "${TEXT_S:-300}" python3 .gpu/bench/device/transfer_text.py "$OUT/transfer_text.json" \
     2>&1 | tee "$OUT/transfer_text.log"

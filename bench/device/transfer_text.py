@@ -5,12 +5,13 @@ through the same engine as ``loopml transfer --compare``
 (:func:`loopml.grow.compare.compare_candidates`), scored on val. Fine-tuning
 MiniLM does not finish one fit in 20 minutes on 2 CPU cores, so this runs on a
 lent GPU machine (``bench/device/run.sh``); it needs no MLflow, as a
-comparison records no runs. Usage: ``python transfer_text.py OUT.json``.
+comparison records no runs. Usage: ``[SHARES=0.1,0.3] python transfer_text.py OUT.json``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -39,7 +40,8 @@ def main(out: str) -> None:
             print(f"  {event} at {time.perf_counter() - started:.0f} s", flush=True)
 
         document = {"device": device, "shares": []}
-        for fraction in (0.1, 0.3, 1.0):  # one share at a time: a cut-off run keeps the first
+        shares = [float(f) for f in os.environ.get("SHARES", "0.1,0.3,1.0").split(",")]
+        for fraction in shares:  # one share at a time: a cut-off run keeps the first
             result = compare_candidates(project.dataset, project.split, project.factory,
                                         CANDIDATES, metric=project.scope.metric, seeds=3,
                                         fractions=[fraction], n_jobs=1, progress=heard)

