@@ -11,9 +11,10 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
 from checks import refused, state_files
-from loopml.exceptions import DataError
+from loopml.exceptions import DataError, LoopmlError
 from loopml.grow.synthesize import default_fonts, glyph_missing, synthesize
 from loopml.project import Project
 
@@ -37,7 +38,9 @@ def test_synthesize_adds_train_only_glyphs_like_the_real_digits(cli):
     doc = json.loads(result.stdout)
     assert doc["n_images"] == 200 and doc["image_shape"] == [1, 8, 8]
     assert [c["images"] for c in doc["classes"]] == [20] * 10
-    assert all(len(c["fonts_used"]) >= 10 for c in doc["classes"])  # many fonts, not one
+    # many fonts, not one: screening keeps those nearest handwriting (8-14 of 20 per class)
+    assert all(len(c["fonts_used"]) >= 6 for c in doc["classes"])
+    assert doc["candidates_per_glyph"] == 20 and doc["n_screen"] == 1257  # no run: all train
 
     project = Project.load("p")
     dataset, split = project.dataset, project.split
@@ -65,12 +68,34 @@ def test_synthesize_adds_train_only_glyphs_like_the_real_digits(cli):
 def test_glyphs_alone_teach_a_linear_model_to_read_real_digits(digits):
     # measured: 0.52-0.61 val accuracy over seeds 0-4 with 30 glyphs per class (chance: 0.10)
     dataset, split = digits.dataset, digits.split
-    result = synthesize(dataset, split, count=30, seed=1)
+    result = synthesize(dataset, split, count=30, candidates=1, seed=1)  # unscreened
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     model.fit(result.images.reshape(len(result.images), -1), result.labels)
     val = split.ids("val")
     accuracy = (model.predict(dataset.X(val).to_numpy()) == dataset.y(val)).mean()
     assert accuracy > 0.40, accuracy
+
+
+def test_screening_keeps_glyphs_a_model_of_real_digits_reads_as_their_class(digits):
+    # measured: a model of all real train digits reads 0.55-0.61 of unscreened glyphs as
+    # their class and 0.98-1.00 of glyphs screened by a model of 10% of train (seeds 0-2)
+    dataset, split = digits.dataset, digits.split
+    train = split.ids("train")
+    tenth = train[::10]
+    raw = synthesize(dataset, split, count=10, candidates=1, seed=2)
+    kept = synthesize(dataset, split, count=10, screen_on=tenth, seed=2)
+    assert (raw.candidates, raw.n_screen) == (1, 0)
+    assert (kept.candidates, kept.n_screen) == (20, len(tenth))
+    assert "best 1 in 20 as read by a model of 126 real train" in kept.describe()
+    assert [int((kept.labels == c).sum()) for c in range(10)] == [10] * 10
+    reader = SVC().fit(dataset.X(train).to_numpy(), dataset.y(train))  # all of train
+
+    def read(result) -> float:
+        return float((reader.predict(result.images.reshape(100, -1)) == result.labels).mean())
+
+    assert read(raw) < 0.7 and read(kept) > 0.9, (read(raw), read(kept))
+    with pytest.raises(LoopmlError, match="candidates must be a whole number"):
+        synthesize(dataset, split, count=1, candidates=0)
 
 
 def test_same_seed_draws_the_same_glyphs(digits):

@@ -644,7 +644,7 @@ class Project:
         """
         from loopml.data.images import modality
         from loopml.grow.copula import check_table_request, synthesize_rows
-        from loopml.grow.synthesize import check_request, synthesize
+        from loopml.grow.synthesize import check_request, synthesize, trained_rows
 
         table = modality(self.dataset) != "image"  # tables (and text's refusal): grow.copula
         if table:
@@ -667,7 +667,8 @@ class Project:
         else:
             result = synthesize(self.dataset, split, count=count,
                                 group=groups[group] if group else None,
-                                predictions=predictions, seed=seed, progress=progress)
+                                predictions=predictions, seed=seed, progress=progress,
+                                screen_on=trained_rows(self.dataset, iteration))
         record = self.add_examples(result.frame(self.dataset), origin="synth",
                                    target_group=group, note=result.describe())
         if lift:
