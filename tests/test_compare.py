@@ -86,6 +86,24 @@ def test_beyond_the_spread_the_better_candidate_is_recommended() -> None:
     assert "scratch's 0.8000 ± 0.0100" in advice.sentence
 
 
+def test_a_noisy_candidate_that_saves_little_is_not_preferred_to_the_best() -> None:
+    # measured on a tenth of the reviews (H200): fine-tuning is "within" lp-ft's spread
+    # only because its own spread is wide, and it saves 3% of the time
+    finetune = _cell("finetune", (0.7196, 0.7623, 0.8064), 2.84)  # 0.763 ± 0.043
+    lp_ft = _cell("lp-ft", (0.7944, 0.7984, 0.8037), 2.93)        # 0.799 ± 0.005
+    freeze = _cell("freeze", (0.7891, 0.7917, 0.7944), 2.69)      # 0.792 ± 0.003: beyond
+    advice = recommend([finetune, lp_ft, freeze], metric="accuracy", greater_is_better=True,
+                       n_seeds=3)
+    assert (advice.label, advice.best) == ("lp-ft", "lp-ft")
+    assert advice.within_spread == ("finetune", "lp-ft")
+    assert "within its spread but not half as costly: finetune (0.7628" in advice.sentence
+    assert advice.sentence.endswith("use lp-ft")
+    # the same candidate at a third of the cost is worth its possibly lower score
+    cheap = _cell("finetune", (0.7196, 0.7623, 0.8064), 0.9)
+    assert recommend([cheap, lp_ft], metric="accuracy", greater_is_better=True,
+                     n_seeds=3).label == "finetune"
+
+
 def test_lower_is_better_metrics_and_a_cheapest_best() -> None:
     # rmse: the lower mean is best; it is also the cheaper one, the other within its spread
     a = _cell("a", (1.0, 1.2, 0.8), 1.0)  # 1.0 ± 0.2
