@@ -25,7 +25,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-bench: $(STAMP)
+# Evidently (bench_drift's comparison) pins plotly < 6 and fails with pandas 3: its own venv
+EVIDENTLY := bench/.evidently
+$(EVIDENTLY)/.installed:
+	$(PYTHON) -m venv $(EVIDENTLY)
+	$(EVIDENTLY)/bin/pip install -q evidently "pandas<3"
+	touch $@
+
+bench: $(STAMP) $(EVIDENTLY)/.installed
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)

@@ -1102,6 +1102,56 @@ def serve(project: ProjectOpt = Path("."),
     run_server(app_, host=host, port=port)
 
 
+@app.command()
+def monitor(window: Annotated[str | None, typer.Option(
+                help="rows per window (500) or a time span (30m, 1h, 1d); none: every row "
+                     "as one window")] = None,
+            groups: Annotated[bool, typer.Option(
+                "--groups/--no-groups", help="test the stored groups (slices, traits, "
+                                             "clusters) on production rows")] = True,
+            log_url: Annotated[str | None, typer.Option(
+                help="SQLAlchemy URL of the prediction log; default .loopml/serve/"
+                     "predictions.db")] = None,
+            project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Test the champion's logged traffic for drift and lost performance (exit 3 on an alarm)."""
+    from loopml.serve.monitor import ALERT_EXIT_CODE
+
+    result = _project(project).monitor(window, log_url=log_url, groups=groups)
+    if as_json:
+        _emit(result.to_dict())
+    else:
+        _show_monitor(result)
+    if result.webhook and "error" in result.webhook:
+        _show_warnings([f"the alert webhook {result.webhook['url']} failed: "
+                        f"{result.webhook['error']}"])
+    if result.alert:
+        raise typer.Exit(ALERT_EXIT_CODE)
+
+
+def _show_monitor(result) -> None:
+    tested = [w for w in result.windows if w.tested]
+    newest = tested[-1].index if tested else None
+    shown = [c for c in result.checks if c.alarm or c.window == newest]
+    table = Table(title=f"monitor of version {result.version}: {len(result.windows)} window(s) "
+                        f"of {result.window}; {result.method} at FDR {result.fdr:g}",
+                  title_justify="left")
+    for col in ("window", "kind", "name", "statistic", "distance", "floor", "p", "q", "alarm"):
+        table.add_column(col, justify="right" if col in ("window", "distance", "floor", "p", "q")
+                         else "left", overflow="fold")
+    for c in sorted(shown, key=lambda c: (not c.alarm, c.window, c.q)):
+        table.add_row(str(c.window), c.kind, c.name, c.statistic, _fmt(c.distance),
+                      _fmt(c.floor), f"{c.p:.2g}", f"{c.q:.2g}", "ALARM" if c.alarm else "",
+                      style="bold red" if c.alarm else None)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[dim]note:[/] {note}", highlight=False)
+    console.print(f"{len(result.alarms)} alarm(s) over {len(result.checks)} test(s)"
+                  if result.alert else f"no alarm over {len(result.checks)} test(s)",
+                  highlight=False)
+    if result.report_path:
+        console.print(f"report: {result.report_path}", highlight=False, soft_wrap=True)
+
+
 def _deployment_line(d) -> str:
     score = f", val {d.metric} {d.val_score:.4f}" if d.val_score is not None else ""
     return f"version {d.version} (run {d.run_id[:8]}, {d.architecture}{score})"

@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from loopml.grow.ledger import LedgerEntry
     from loopml.grow.lift import Lift
     from loopml.grow.synthesize import SynthResult
+    from loopml.serve.monitor import MonitorResult
 
 STATE_DIR = ".loopml"
 ASSETS_DIR = "assets"  # files every report shares (plotly.js), under STATE_DIR
@@ -93,6 +94,7 @@ API_KEY_ENV = "LOOPML_API_KEY"  # overrides .loopml/serve/api_key
 API_KEY_FILE = ("serve", "api_key")  # under STATE_DIR; mode 0600
 SERVE_DIR = "serve"  # under STATE_DIR: the API key and the prediction log
 PREDICTION_LOG = "predictions.db"
+MONITOR_REPORT = "monitor.html"  # under STATE_DIR/SERVE_DIR: the last monitor
 DEPLOY_LOCK = "deploy"  # deploy and rollback move the aliases one at a time
 
 
@@ -1241,6 +1243,106 @@ class Project:
         return create_app(resolve, api_key=self.api_key(), log_url=log_url,
                           max_batch=max_batch, max_wait_ms=max_wait_ms,
                           poll_seconds=poll_seconds)
+
+    def monitor(self, window: str | int | None = None, *, log_url: str | None = None,
+                groups: bool = True, notify: bool = True) -> MonitorResult:
+        """Compare the champion's logged traffic with its reference, window by window.
+
+        ``window``: N rows ("500"), a time span ("1h"), or None (every row,
+        one window); only rows served by the current champion count. Tests
+        drift per input column and of the predictions, performance where
+        feedback came back, and every stored group (``groups=False`` skips
+        them); alarms follow ``monitor:`` in loopml.yaml (Benjamini-Hochberg
+        FDR plus effect floors). With ``notify`` and an alarm, the result is
+        POSTed to ``monitor.webhook``; a failed POST is recorded in
+        ``result.webhook``, not raised. Writes only ``.loopml/serve/monitor.html``
+        (the report's Monitoring section), and nothing on bad input.
+        """
+        from loopml.serve.monitor import WindowSpec, monitor_log, post_webhook
+
+        spec = WindowSpec.parse(window)
+        champion = self.champion()
+        path = self._deployment_dir(champion.version) / REFERENCE_FILE
+        if not path.is_file():
+            raise LoopmlError(f"version {champion.version} has no reference statistics ({path})",
+                              hint="deploy the run again with a newer loopml: 'loopml deploy "
+                                   f"{champion.run_id[:8]}' after 'loopml rollback'")
+        reference = json.loads(path.read_text())
+        log, others = self._logged_rows(log_url, champion.version)
+        iteration = self.get_run(champion.run_id)
+        predictions = iteration.predictions()
+        val = predictions.loc[predictions["part"] == "val", ["id", "y_true", "y_pred"]]
+        found = self._group_references(log, predictions) if groups else []
+        result = monitor_log(log, reference, settings=self.scope.monitor, window=spec,
+                             task=self.dataset.task, metric=self.scope.metric,
+                             version=champion.version, val=val, groups=found)
+        if others:
+            result.notes.append(f"{others} logged row(s) of other versions were left out")
+        result.report_path = self._write_monitor_report(result)
+        url = self.scope.monitor.webhook
+        if notify and url and result.alert:
+            result.webhook = post_webhook(url, {"project": self.scope.name, **result.to_dict()})
+        return result
+
+    def _write_monitor_report(self, result: MonitorResult) -> Path:
+        from loopml.report.monitor import monitor_report
+
+        folder = self.state_dir / SERVE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        return monitor_report(result.to_dict(), project_name=self.scope.name).write(
+            folder / MONITOR_REPORT)
+
+    def _logged_rows(self, log_url: str | None, version: str) -> tuple[pd.DataFrame, int]:
+        """The champion's rows of the log, oldest first, and how many rows of others there are."""
+        from loopml.serve.prediction_log import PredictionLog
+
+        if log_url is None:
+            file = self.state_dir / SERVE_DIR / PREDICTION_LOG
+            if not file.is_file():
+                raise LoopmlError(f"no prediction log at {file}: nothing has been served yet",
+                                  hint="run 'loopml serve' and send it requests first")
+            log_url = f"sqlite:///{file.resolve()}"
+        log = PredictionLog(log_url).open()
+        try:
+            rows = log.read()
+        finally:
+            log.close()
+        mine = rows[rows["model_version"].astype(str) == str(version)].reset_index(drop=True)
+        if mine.empty:
+            raise LoopmlError(f"the prediction log holds no rows served by version {version} "
+                              f"({len(rows)} row(s) of other versions)",
+                              hint="send requests to 'loopml serve' first")
+        return mine, len(rows) - len(mine)
+
+    def _group_references(self, log: pd.DataFrame, predictions: pd.DataFrame) -> list[Any]:
+        """Every stored group that reads inputs only, with its train share and val errors."""
+        import pandas as pd
+
+        from loopml.groups import PairGroup, Rows, membership
+        from loopml.serve.monitor import GroupReference
+
+        inputs = pd.DataFrame.from_records(list(log["inputs"]),
+                                           index=log["request_id"].astype(str))
+        production = Rows.from_frame(inputs, like=self.dataset)
+        known = predictions[predictions["id"].astype(str).isin(self.dataset.ids)]
+        train_ids = known.loc[known["part"] == "train", "id"].astype(str)
+        val = known[known["part"] == "val"]
+        train = Rows.of(self.dataset, pd.Index(train_ids))
+        val_rows = Rows.of(self.dataset, pd.Index(val["id"].astype(str)))
+        wrong = (val["y_true"].astype(str) != val["y_pred"].astype(str)).to_numpy()
+        out = []
+        for key, group in self.groups().items():
+            if isinstance(group, PairGroup):
+                continue  # needs the true label of every production row
+            try:
+                members = membership(group, production)
+                in_train, in_val = membership(group, train), membership(group, val_rows)
+            except LoopmlError:
+                continue  # reads something production rows lack
+            out.append(GroupReference(key=key, name=group.name, train_members=int(in_train.sum()),
+                                      train_rows=len(in_train), val_errors=int(wrong[in_val].sum()),
+                                      val_members=int(in_val.sum()), members=members))
+        return out
 
     @property
     def api_key_path(self) -> Path:

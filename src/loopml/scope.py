@@ -151,6 +151,35 @@ class Budget(_Strict):
         return parse_duration(self.time)
 
 
+class MonitorSpec(_Strict):
+    """Thresholds of ``loopml monitor``: an alarm needs q <= fdr AND an effect over its floor."""
+
+    fdr: float = Field(0.05, gt=0, lt=1, description="false discovery rate over every test of "
+                       "one monitor call (features x windows, predictions, performance, "
+                       "groups), controlled by Benjamini-Hochberg")
+    min_rows: int = Field(50, ge=2, description="a window with fewer logged rows is not tested")
+    min_labelled: int = Field(30, ge=2, description="performance is tested only on a window (or "
+                              "group) with at least this many rows with feedback labels")
+    numeric_floor: float = Field(0.1, ge=0, description="smallest numeric drift that alarms: "
+                                 "Wasserstein distance in reference standard deviations")
+    categorical_floor: float = Field(0.1, ge=0, le=1, description="smallest categorical or "
+                                     "prediction drift that alarms: Jensen-Shannon distance")
+    performance_floor: float = Field(0.05, ge=0, description="smallest drop of the metric (its "
+                                     "own unit; a group's: of its error rate) that alarms")
+    group_share_floor: float = Field(0.05, ge=0, le=1, description="smallest growth of a group's "
+                                     "share of rows (production vs train) that alarms")
+    webhook: str | None = Field(None, description="URL that gets a JSON POST when an alarm "
+                                "rings; none: no POST")
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{_short(value)} is not an http(s) URL; write e.g. "
+                             "https://hooks.example.com/loopml")
+        return value
+
+
 class Scope(_Strict):
     name: str = Field(description="the project's name (also the MLflow experiment)")
     task: Task = Field(description="classification or regression")
@@ -181,6 +210,8 @@ class Scope(_Strict):
         "this file); none: traits.py here, if it exists; false: no Python traits")
     traits_timeout: float = Field(60, gt=0, description="seconds the Python traits may run: "
                                   "importing the file, and each trait on its own")
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec, description="thresholds and "
+                                 "alerts of 'loopml monitor'")
 
     @field_validator("traits_module", mode="before")
     @classmethod
