@@ -395,14 +395,19 @@ def embed_images(images: np.ndarray, *, batch_size: int = 64, size: int | None =
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             batch = torch.from_numpy(images[start:start + batch_size]).to(device)
-            batch = _to_network_input(batch, side)
+            batch = to_network_input(batch, side)
             out[start:start + len(batch)] = model(batch).float().cpu().numpy()
             if progress is not None:
                 progress(len(batch))
     return _l2_normalise(out)
 
 
-def _to_network_input(batch: torch.Tensor, side: int) -> torch.Tensor:
+def to_network_input(batch: torch.Tensor, side: int) -> torch.Tensor:
+    """Images in [0, 1] as the network reads them: RGB, ``side`` x ``side``.
+
+    Shared with fine-tuning (:mod:`loopml.models.transfer`), whose network must
+    see exactly what the frozen encoder saw, or lp-ft starts somewhere else.
+    """
     if batch.shape[1] == 1:
         batch = batch.expand(-1, 3, -1, -1)
     if tuple(batch.shape[2:]) != (side, side):

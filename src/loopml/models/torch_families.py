@@ -21,7 +21,7 @@ from loopml.models.trainer import predict_module, train_module
 CNN_BLOCKS = 3
 
 
-class _TorchArchitecture(Architecture):
+class TorchArchitecture(Architecture):
     """What the torch families share: training, batched prediction and pickling.
 
     A subclass says how to describe its module from the training rows
@@ -95,7 +95,7 @@ class _TorchArchitecture(Architecture):
             self.module_ = module.eval()
 
 
-class MLP(_TorchArchitecture):
+class MLP(TorchArchitecture):
     """A multilayer perceptron: two hidden layers of ``size`` ReLU units.
 
     Takes the table preprocessor's output (scaled numbers, one-hot categories,
@@ -173,7 +173,7 @@ class MLP(_TorchArchitecture):
                              nn.Linear(width, n_outputs))
 
 
-class CNN(_TorchArchitecture):
+class CNN(TorchArchitecture):
     """A small convolutional network for images or pixel tables.
 
     Three conv blocks (3x3 conv, batch norm, ReLU) with ``size``, 2*``size``

@@ -59,7 +59,6 @@ from loopml.atomic import write_bytes_atomic
 from loopml.exceptions import LoopmlError
 from loopml.models.backbones import (
     TEXT_POOLINGS,
-    _to_network_input,
     default_image_size,
     embed_images,
     embed_text,
@@ -67,9 +66,10 @@ from loopml.models.backbones import (
     load_text_backbone,
     text_features,
     text_width,
+    to_network_input,
 )
 from loopml.models.features import image_preprocessor, image_shape_of
-from loopml.models.torch_families import _TorchArchitecture
+from loopml.models.torch_families import TorchArchitecture
 from loopml.models.trainer import train_module
 
 MODES = ("freeze", "finetune", "lp-ft")
@@ -294,7 +294,7 @@ class _ImageNet(nn.Module):
         self.image_shape, self.side = tuple(image_shape), int(side)
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        images = _to_network_input(rows.view(-1, *self.image_shape), self.side)
+        images = to_network_input(rows.view(-1, *self.image_shape), self.side)
         return self.head(F.normalize(self.encoder(images), dim=1))
 
 
@@ -313,7 +313,7 @@ class TextInput(TransformerMixin, BaseEstimator):
 # ---------------------------------------------------------------- the architecture
 
 
-class Transfer(_TorchArchitecture):
+class Transfer(TorchArchitecture):
     """A pretrained backbone with a new head; see the module docstring for the modes.
 
     Parameters
