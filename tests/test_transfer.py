@@ -62,6 +62,7 @@ def test_freeze_keeps_backbone_weights_and_bn_statistics_finetune_changes_them(d
     assert _changed(pretrained, _state(load_image_backbone(device="cpu")), stats=False) == []
     assert _changed(pretrained, _state(load_image_backbone(device="cpu")), stats=True) == []
     assert frozen.module_spec_["part"] == "head"  # the backbone is not part of the model
+    assert frozen.ignored_features_ == []  # a pixel table: every column is a pixel
     assert frozen.score(X_test, y_test) > 0.6
 
     tuned = Transfer(image_shape=(1, 8, 8), mode="finetune", **FAST).fit(X, y)
@@ -131,11 +132,14 @@ model.predict(pd.read_parquet(sys.argv[2])).to_parquet(sys.argv[3])
 @pytest.mark.slow  # ~35 s: a project, MiniLM, and mlflow imported in a second process
 def test_frozen_text_run_loads_without_the_project_and_predicts_the_same(
         reviews, tmp_path: Path):
-    reviews.to_csv(tmp_path / "reviews.csv", index=False)
+    with_length = reviews.assign(words=reviews["review"].str.split().str.len())
+    with_length.to_csv(tmp_path / "reviews.csv", index=False)
     project = Project.init(tmp_path / "p", data=str(tmp_path / "reviews.csv"), target="score")
     run = project.train("transfer", params={"backbone": "minilm", "mode": "freeze",
                                             "verbose": False}, report=False)
     assert run.architecture == "transfer"
+    # the text backbone reads the review only, and the run says so
+    assert any("1 column(s) were not used (words)" in w for w in run.warnings), run.warnings
     assert any((project.state_dir / "cache" / "embeddings").rglob("*.npz"))
     frame = project.dataset.X(project.split.ids("val"))
     frame.to_parquet(tmp_path / "x.parquet")

@@ -148,12 +148,22 @@ def record_iteration(fit: FitResult, dataset: Dataset, split: Split, *, metric: 
             tags=dict(tags or {}), seed=seed, path=run.local_dir)
         iteration.warnings = [w.message for w in find_leakage(dataset, split, seed=seed)
                               + run_warnings(iteration, predictions["part"].value_counts(),
-                                             parts=("val",))]
+                                             parts=("val",))] + _unread(fit)
         run.log(params=params, metrics={**metrics, "fit_seconds": fit.seconds})
         run.save_model(fit.estimator, schema=dataset.schema())
         iteration.save_predictions(predictions)
         iteration.save()
     return iteration
+
+
+def _unread(fit: FitResult) -> list[str]:
+    """A warning when the model left input columns unread (a text backbone reads text only)."""
+    ignored = list(getattr(fit.estimator, "ignored_features_", None) or [])
+    if not ignored:
+        return []
+    shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+    return [f"{fit.architecture} reads only its backbone's inputs: {len(ignored)} column(s) "
+            f"were not used ({shown}); a table model (linear, gbt) reads them"]
 
 
 def chance_metrics(dataset: Dataset, split: Split, metric: str, *, classes: list,

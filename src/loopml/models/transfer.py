@@ -434,12 +434,16 @@ class Transfer(TorchArchitecture):
         self.check_data(self.feature_types_, self.image_shape)
         self.modality_, self.backbone_ = resolve_backbone(self.backbone, self.feature_types_,
                                                           self.image_shape)
+        kinds = self.feature_types_
+        read = {"text": [n for n, k in kinds.items() if k == "text"],
+                "image": [n for n, k in kinds.items() if k == "image"][:1] or list(kinds)}
+        # a backbone reads its modality only: the run says what it left out
+        self.ignored_features_ = [n for n in kinds if n not in read[self.modality_]]
         if self.modality_ == "text":
             from sklearn.compose import ColumnTransformer
 
-            texts = [n for n, k in self.feature_types_.items() if k == "text"]
-            return ColumnTransformer([("text", TextInput(), texts)])
-        return image_preprocessor(self.feature_types_, image_size=self.image_size)
+            return ColumnTransformer([("text", TextInput(), read["text"])])
+        return image_preprocessor(kinds, image_size=self.image_size)
 
     def _inputs(self, Xt) -> np.ndarray:
         """Texts, shape (n,), or flat pixel rows, shape (n, C*H*W)."""
