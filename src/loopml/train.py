@@ -115,7 +115,8 @@ def score_parts(predictions: pd.DataFrame, task: str, classes: list) -> dict[str
 
 def _params(estimator: Any) -> dict[str, Any]:
     """The estimator's JSON-able settings (not the column list, which the schema holds)."""
-    skip = {"features", "verbose", "device"}
+    # where and how it ran, not what it is: the same model trained in another folder is the same
+    skip = {"features", "verbose", "device", "cache_dir"}
     return {k: (list(v) if isinstance(v, tuple) else v)
             for k, v in estimator.get_params().items()
             if k not in skip and (v is None or isinstance(v, str | int | float | bool | tuple))}
