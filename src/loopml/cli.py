@@ -1112,15 +1112,35 @@ def monitor(window: Annotated[str | None, typer.Option(
             log_url: Annotated[str | None, typer.Option(
                 help="SQLAlchemy URL of the prediction log; default .loopml/serve/"
                      "predictions.db")] = None,
+            retrain: Annotated[bool, typer.Option(
+                "--retrain", help="turn the alarmed rows into a labelling queue and data, "
+                                  "train a challenger, promote it only if it wins")] = False,
+            all_rows: Annotated[bool, typer.Option(
+                "--all", help="with --retrain: take every monitored row, alarm or not")] = False,
+            arch: Annotated[str | None, typer.Option(
+                "--arch", "-a", help="with --retrain: the challenger's family (default: the "
+                                     "champion's)")] = None,
             project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Test the champion's logged traffic for drift and lost performance (exit 3 on an alarm)."""
     from loopml.serve.monitor import ALERT_EXIT_CODE
 
-    result = _project(project).monitor(window, log_url=log_url, groups=groups)
+    decision = None
+    if retrain:
+        decision = _project(project).retrain(window, all_rows=all_rows, architecture=arch,
+                                             log_url=log_url, groups=groups)
+        result = decision.monitored
+    elif all_rows or arch:
+        raise LoopmlError("--all and --arch go with --retrain",
+                          hint="add --retrain, or leave them out")
+    else:
+        result = _project(project).monitor(window, log_url=log_url, groups=groups)
     if as_json:
-        _emit(result.to_dict())
+        _emit({**result.to_dict(), "retrain": decision.to_dict()} if decision
+              else result.to_dict())
     else:
         _show_monitor(result)
+        if decision:
+            _show_retrain(decision)
     if result.webhook and "error" in result.webhook:
         _show_warnings([f"the alert webhook {result.webhook['url']} failed: "
                         f"{result.webhook['error']}"])
@@ -1150,6 +1170,29 @@ def _show_monitor(result) -> None:
                   highlight=False)
     if result.report_path:
         console.print(f"report: {result.report_path}", highlight=False, soft_wrap=True)
+
+
+def _show_retrain(decision) -> None:
+    table = Table(title=f"challenger {decision.challenger_run[:8]} ({decision.architecture}) vs "
+                        f"champion version {decision.champion['version']}", title_justify="left")
+    for col in ("rows", "n", "metric", "champion", "challenger", "loss diff", "95% CI",
+                "verdict"):
+        table.add_column(col, justify="left" if col in ("rows", "metric", "verdict")
+                         else "right")
+    for name, c in (("val", decision.val), ("recent production", decision.production)):
+        table.add_row(name, str(c.rows), c.metric, _fmt(c.champion), _fmt(c.challenger),
+                      f"{c.difference:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", c.verdict)
+    console.print(table)
+    console.print(f"{decision.selected} row(s) selected: {decision.trained} added as examples "
+                  f"(action {decision.action_id}), {decision.held_out} held out to judge, "
+                  f"{decision.queued} queued for labels"
+                  + (f" ({decision.queue['folder']})" if decision.queue else ""),
+                  highlight=False, soft_wrap=True)
+    verdict = (f"[bold green]promoted[/]: version {decision.new_champion} is champion"
+               if decision.promoted else "[bold yellow]not promoted[/]: the champion stays")
+    console.print(f"{verdict}. {' '.join(decision.reasons)}", highlight=False, soft_wrap=True)
+    console.print(f"[dim]rule:[/] {decision.rule}", highlight=False, soft_wrap=True)
+    console.print(f"decision: {decision.path}", highlight=False, soft_wrap=True)
 
 
 def _deployment_line(d) -> str:

@@ -86,6 +86,7 @@ if TYPE_CHECKING:
     from loopml.grow.lift import Lift
     from loopml.grow.synthesize import SynthResult
     from loopml.serve.monitor import MonitorResult
+    from loopml.serve.retrain import RetrainDecision
 
 STATE_DIR = ".loopml"
 ASSETS_DIR = "assets"  # files every report shares (plotly.js), under STATE_DIR
@@ -1245,7 +1246,8 @@ class Project:
                           poll_seconds=poll_seconds)
 
     def monitor(self, window: str | int | None = None, *, log_url: str | None = None,
-                groups: bool = True, notify: bool = True) -> MonitorResult:
+                groups: bool = True, notify: bool = True, report: bool = True
+                ) -> MonitorResult:
         """Compare the champion's logged traffic with its reference, window by window.
 
         ``window``: N rows ("500"), a time span ("1h"), or None (every row,
@@ -1278,11 +1280,133 @@ class Project:
                              version=champion.version, val=val, groups=found)
         if others:
             result.notes.append(f"{others} logged row(s) of other versions were left out")
-        result.report_path = self._write_monitor_report(result)
+        if report:  # retrain writes it once its input is checked
+            result.report_path = self._write_monitor_report(result)
         url = self.scope.monitor.webhook
         if notify and url and result.alert:
             result.webhook = post_webhook(url, {"project": self.scope.name, **result.to_dict()})
         return result
+
+    def retrain(self, window: str | int | None = None, *, all_rows: bool = False,
+                architecture: str | None = None, log_url: str | None = None,
+                groups: bool = True, notify: bool = True) -> RetrainDecision:
+        """Turn the alarmed production rows into data and a challenger; promote it if it wins.
+
+        Monitors like :meth:`monitor` (``all_rows``: take every monitored row,
+        alarm or not). Rows without feedback become a labelling queue in
+        ``.loopml/collect/`` (``loopml collect import`` takes their labels);
+        labelled rows join train as collected examples, except the newest
+        share held out as the recent production check set. The challenger is
+        the champion run's architecture and settings (or ``architecture``) on
+        the updated data; it becomes ``champion`` only by the rule of
+        :data:`loopml.serve.retrain.RULE`. The decision is written to
+        ``.loopml/deployments/retrain-<stamp>.json`` and tagged on the
+        challenger's run. Bad input (see :mod:`loopml.serve.retrain`) writes
+        nothing.
+        """
+        from loopml.serve.retrain import (
+            checked_labels,
+            inputs_frame,
+            production_queue,
+            select_rows,
+            split_feedback,
+            used_requests,
+        )
+
+        monitored = self.monitor(window, log_url=log_url, groups=groups, notify=notify,
+                                 report=False)
+        champion = self.champion()
+        log, _ = self._logged_rows(log_url, champion.version)
+        log = log.iloc[:sum(w.rows for w in monitored.windows)]  # the rows monitored
+        iteration = self.get_run(champion.run_id)
+        alarmed = {c.name for c in monitored.alarms if c.kind.startswith("group")}
+        members = {g.key: g.members for g in self._group_references(
+            log, iteration.predictions()) if g.key in alarmed} if alarmed else {}
+        if architecture and not self.factory.supports(architecture):
+            self.factory.make(architecture)  # raises, naming why
+        folder = self.state_dir / DEPLOYMENTS_DIR
+        with locked(self.state_dir, "retrain"):
+            rows = select_rows(log, monitored, members, all_rows=all_rows,
+                               used=sorted(used_requests(folder)))
+            feedback = split_feedback(rows)
+            target = self.dataset.target
+            added = inputs_frame(feedback.train, self.dataset).assign(
+                **{target: checked_labels(feedback.train, self.dataset)})
+            check_y = checked_labels(feedback.check, self.dataset)
+            queue = production_queue(feedback.unlabelled, self.dataset, version=champion.version,
+                                     run_id=champion.run_id) if len(feedback.unlabelled) else None
+            # every check passed: from here on, write
+            monitored.report_path = self._write_monitor_report(monitored)
+            decision = self._run_retrain(champion, iteration, rows, feedback, added, check_y,
+                                         queue, architecture)
+        decision.monitored = monitored
+        return decision
+
+    def _run_retrain(self, champion, iteration, rows, feedback, added, check_y, queue,
+                     architecture) -> RetrainDecision:
+        """The writing half of :meth:`retrain`: examples, queue, challenger, verdict, record."""
+        from loopml.grow.collect import write_queue
+        from loopml.serve.retrain import (
+            DECISION_PREFIX,
+            RetrainDecision,
+            compare,
+            inputs_frame,
+            judge,
+            train_challenger,
+        )
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        alarms = list(dict.fromkeys(rows["alarm"]))
+        group = feedback.train["alarm_group"].replace("", None).dropna().mode()
+        record = self.add_examples(
+            added.reset_index(drop=True), origin=Origin.COLLECT, part="train",
+            target_group=group.iloc[0] if len(group) else None,
+            note=f"retrain {stamp}: {len(added)} labelled production rows of version "
+                 f"{champion.version} (alarms: {'; '.join(alarms)}); request ids in "
+                 f"{DEPLOYMENTS_DIR}/{DECISION_PREFIX}{stamp}.json")
+        if queue is not None:
+            with locked(self.state_dir, "collect"):
+                queue = write_queue(queue, self.state_dir, dataset=self.dataset)
+        challenger = train_challenger(iteration, self.dataset, self.split, factory=self.factory,
+                                      tracker=self.tracker, metric=self.scope.metric,
+                                      version=champion.version, architecture=architecture,
+                                      tags={"loopml.retrain": stamp})
+        old, new = iteration.packaged(), challenger.packaged()
+        task, metric, seed = self.dataset.task, self.scope.metric, self.scope.seed
+        val_ids = self.split.ids("val")
+        val_X = self.dataset.X(val_ids)
+        val = compare(task, metric, list(self.dataset.y(val_ids)),
+                      old.predict(val_X)["prediction"], new.predict(val_X)["prediction"],
+                      seed=seed)
+        check_X = inputs_frame(feedback.check, self.dataset)
+        production = compare(task, metric, check_y, old.predict(check_X)["prediction"],
+                             new.predict(check_X)["prediction"], seed=seed)
+        promoted, reasons = judge(val, production)
+        examples = [{"example_id": f"{record.action_id}-{i:05d}", "request_id": str(r),
+                     "model_version": champion.version, "alarm": str(a)}
+                    for i, (r, a) in enumerate(zip(feedback.train["request_id"],
+                                                   feedback.train["alarm"], strict=True))]
+        decision = RetrainDecision(
+            stamp=stamp, champion=champion.to_dict(), challenger_run=challenger.run_id,
+            architecture=challenger.architecture, val=val, production=production,
+            promoted=promoted, reasons=reasons, selected=len(rows), trained=len(added),
+            held_out=len(feedback.check), queued=len(feedback.unlabelled),
+            action_id=record.action_id, queue=queue.to_dict() if queue else None,
+            alarms=alarms, examples=examples)
+        if promoted:
+            decision.new_champion = self.deploy(challenger.run_id).version
+        folder = self.state_dir / DEPLOYMENTS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        decision.path = folder / f"{DECISION_PREFIX}{stamp}.json"
+        write_text_atomic(decision.path, json.dumps(decision.to_dict(), indent=1))
+        self.tracker.annotate(challenger.run_id, tags={
+            "loopml.retrain_decision": "promoted" if promoted else "not promoted",
+            "loopml.retrain_reason": reasons[0][:500], "loopml.retrain_rule": "paired bootstrap"},
+            metrics={"retrain_val_difference": val.difference,
+                     "retrain_production_difference": production.difference,
+                     "retrain_production_ci_low": production.ci_low,
+                     "retrain_val_ci_high": val.ci_high})
+        return decision
 
     def _write_monitor_report(self, result: MonitorResult) -> Path:
         from loopml.report.monitor import monitor_report
