@@ -273,33 +273,33 @@ def _prediction_check(predictions: pd.Series, summary: Mapping[str, Any], settin
         drift = numeric_drift(summary, pd.to_numeric(predictions, errors="coerce")
                               .to_numpy(dtype="float64", na_value=np.nan))
         return _check(drift, window, "prediction", "prediction", settings.numeric_floor)
-    drift = categorical_drift(summary, [_as_class(v) for v in predictions])
+    drift = categorical_drift(summary, [as_class(v) for v in predictions])
     return _check(drift, window, "prediction", "prediction", settings.categorical_floor)
 
 
-def _as_class(value: Any) -> Any:
+def as_class(value: Any) -> Any:
     """A label as the reference writes it: 3, 3.0 and "3" are one class."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return None if value is None else str(value)
 
 
-def _losses(task: str, y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:
+def row_losses(task: str, y_true: Sequence[Any], y_pred: Sequence[Any]) -> np.ndarray:
     """Per-row loss: 0/1 error (classification), absolute error (regression)."""
     if task == "classification":
-        return np.array([_as_class(t) != _as_class(p) for t, p in zip(y_true, y_pred,
+        return np.array([as_class(t) != as_class(p) for t, p in zip(y_true, y_pred,
                                                                        strict=True)], float)
     return np.abs(np.asarray(y_true, float) - np.asarray(y_pred, float))
 
 
-def _score(task: str, metric: str, y_true: Sequence[Any], y_pred: Sequence[Any]
+def label_score(task: str, metric: str, y_true: Sequence[Any], y_pred: Sequence[Any]
            ) -> tuple[str, float, bool]:
     """(metric, value, greater is better): the scope's metric if it needs no probabilities."""
     chosen = METRICS.get(metric)
     if chosen is None or chosen.needs_proba:
         chosen = METRICS["accuracy" if task == "classification" else "rmse"]
     if task == "classification":
-        y_true, y_pred = [_as_class(v) for v in y_true], [_as_class(v) for v in y_pred]
+        y_true, y_pred = [as_class(v) for v in y_true], [as_class(v) for v in y_pred]
     else:
         y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     return chosen.name, float(chosen.compute(y_true, y_pred)), chosen.greater_is_better
@@ -310,10 +310,10 @@ def _performance_check(rows: pd.DataFrame, val: pd.DataFrame, settings: MonitorS
     labelled = rows[rows["label"].notna()]
     if len(labelled) < settings.min_labelled or val.empty:
         return None
-    name, value, greater = _score(task, metric, labelled["label"], labelled["prediction"])
-    _, base, _ = _score(task, metric, val["y_true"], val["y_pred"])
-    losses = _losses(task, labelled["label"].tolist(), labelled["prediction"].tolist())
-    base_losses = _losses(task, val["y_true"].tolist(), val["y_pred"].tolist())
+    name, value, greater = label_score(task, metric, labelled["label"], labelled["prediction"])
+    _, base, _ = label_score(task, metric, val["y_true"], val["y_pred"])
+    losses = row_losses(task, labelled["label"].tolist(), labelled["prediction"].tolist())
+    base_losses = row_losses(task, val["y_true"].tolist(), val["y_pred"].tolist())
     if task == "classification":
         p = proportion_increase(int(losses.sum()), len(losses), int(base_losses.sum()),
                                 len(base_losses))
@@ -339,7 +339,7 @@ def _group_checks(group: GroupReference, rows: pd.DataFrame, part: slice, settin
     labelled = rows[members & rows["label"].notna().to_numpy()]
     if len(labelled) < settings.min_labelled or not group.val_members:
         return out
-    errors = _losses(task, labelled["label"].tolist(), labelled["prediction"].tolist())
+    errors = row_losses(task, labelled["label"].tolist(), labelled["prediction"].tolist())
     base_rate = group.val_errors / group.val_members
     out.append(Check(window=window, kind="group error", name=group.key,
                      statistic="error rate growth", distance=float(errors.mean()) - base_rate,

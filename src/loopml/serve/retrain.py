@@ -43,7 +43,7 @@ from loopml.grow.collect import QUEUE_COLUMNS, Queue, new_queue_id
 from loopml.iteration import Iteration
 from loopml.jsonable import json_ready
 from loopml.models.registry import EstimatorFactory
-from loopml.serve.monitor import MonitorResult, _as_class, _losses, _score
+from loopml.serve.monitor import MonitorResult, as_class, label_score, row_losses
 from loopml.track import Tracker
 from loopml.train import fit_candidate, record_iteration
 
@@ -148,15 +148,15 @@ def checked_labels(rows: pd.DataFrame, dataset: Dataset) -> list[Any]:
             raise LoopmlError(f"the feedback label of request {bad.iloc[0]} is not a number",
                               hint="send a number to POST /feedback for that request")
         return values.tolist()
-    classes = {_as_class(c): c for c in dataset.classes}
+    classes = {as_class(c): c for c in dataset.classes}
     out = []
     for request_id, label in zip(rows["request_id"], rows["label"], strict=True):
-        if _as_class(label) not in classes:
+        if as_class(label) not in classes:
             raise LoopmlError(f"the feedback label {label!r} of request {request_id} is not a "
                               f"class of '{dataset.target}'",
                               hint=f"the classes are: {', '.join(map(str, classes))}; correct "
                                    "it with POST /feedback (the latest label counts)")
-        out.append(classes[_as_class(label)])
+        out.append(classes[as_class(label)])
     return out
 
 
@@ -219,14 +219,14 @@ def compare(task: str, metric: str, y_true: Sequence[Any], champion: Sequence[An
             challenger: Sequence[Any], *, seed: int = 0) -> Comparison:
     """The paired bootstrap CI of the loss difference on the same rows (see :data:`RULE`)."""
     y_true = list(y_true)
-    d = _losses(task, y_true, list(champion)) - _losses(task, y_true, list(challenger))
+    d = row_losses(task, y_true, list(champion)) - row_losses(task, y_true, list(challenger))
     rng = np.random.default_rng(seed)
     means = np.concatenate([d[rng.integers(0, len(d), size=(200, len(d)))].mean(axis=1)
                             for _ in range(RESAMPLES // 200)])
     alpha = (1 - CONFIDENCE) / 2
     low, high = (float(v) for v in np.quantile(means, [alpha, 1 - alpha]))
-    name, base, _ = _score(task, metric, y_true, list(champion))
-    _, new, _ = _score(task, metric, y_true, list(challenger))
+    name, base, _ = label_score(task, metric, y_true, list(champion))
+    _, new, _ = label_score(task, metric, y_true, list(challenger))
     verdict = "better" if low > 0 else "worse" if high < 0 else "within chance"
     return Comparison(len(d), name, base, new, float(d.mean()), low, high, verdict)
 
