@@ -16,10 +16,12 @@ Startup (the lifespan) opens the log, starts the batcher and the poll of
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from loopml.exceptions import LoopmlError
 from loopml.serve import feedback, health, predict
@@ -65,7 +67,23 @@ def create_app(resolve: Resolver, *, api_key: str, log_url: str, max_batch: int 
     app.include_router(feedback.router)
     app.include_router(health.router)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema, with the /predict body of the model being served (rebuilt on a swap)."""
+    version, model = app.state.serve.live.model_pair
+    cached = getattr(app.state, "openapi_for", None)
+    if app.openapi_schema is None or cached != version:
+        doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                          routes=app.routes)
+        body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+        body["schema"] = predict.request_schema(model.schema)
+        feedback_body = doc["components"]["schemas"]["Feedback"]["properties"]
+        feedback_body["label"] = feedback.label_schema(model.schema)
+        app.openapi_schema, app.state.openapi_for = doc, version
+    return app.openapi_schema
 
 
 def _check_options(*, api_key: str, max_batch: int, max_wait_ms: float, max_body_bytes: int,
@@ -87,6 +105,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await asyncio.to_thread(state.log.open)
     try:
         state.batcher.start()
+        # Everything loaded so far (the model, pandas, sklearn: ~250,000 objects) lives as
+        # long as the server: out of the collector's sight, a full collection takes
+        # ~1 ms instead of ~100 ms, which every request in flight would have waited for.
+        gc.freeze()
         watcher = asyncio.create_task(state.live.watch())
         try:
             yield
@@ -95,6 +117,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             with suppress(asyncio.CancelledError):
                 await watcher
             await state.batcher.stop()
+            gc.unfreeze()  # back in sight: an app stopped in a longer process is collectable
     finally:
         await asyncio.to_thread(state.log.close)
 

@@ -154,10 +154,15 @@ class MicroBatcher:
         rows = [row for job in jobs for row in job.rows]
         try:
             out = model.predict(pd.DataFrame.from_records(rows, columns=model.schema.names))
-        except ModelInputError as exc:
-            if len(jobs) == 1:
+        except (ValueError, ArithmeticError) as exc:  # ModelInputError is a ValueError
+            # Values the model cannot compute with (a finite 1e308 the scaler turns into
+            # infinity): only the request that sent them fails, and it fails as a 422.
+            if len(jobs) > 1:
+                return [self._predict(model, version, [job])[0] for job in jobs]
+            if isinstance(exc, ModelInputError):
                 return [exc]
-            return [self._predict(model, version, [job])[0] for job in jobs]
+            return [ModelInputError(f"the model cannot predict from these values: {exc}",
+                                    hint="send values in the range the model was trained on")]
         if self.on_batch is not None:
             self.on_batch(len(rows))
         done = time.perf_counter()

@@ -34,7 +34,9 @@ class ServeState:
     max_body_bytes: int
 
 
-def get_state(request: Request) -> ServeState:
+async def get_state(request: Request) -> ServeState:
+    """The app's state (async: FastAPI runs a plain ``def`` dependency in a thread pool,
+    a thread hop per request that cost more than the rest of /predict's checks)."""
     return request.app.state.serve
 
 
@@ -42,13 +44,13 @@ def get_state(request: Request) -> ServeState:
 State = Annotated[ServeState, Depends(get_state)]
 
 
-def require_api_key(request: Request,
-                    key: Annotated[str | None, Security(_api_key_header)],
-                    bearer: Annotated[HTTPAuthorizationCredentials | None,
-                                      Security(_bearer)]) -> None:
+async def require_api_key(request: Request,
+                          key: Annotated[str | None, Security(_api_key_header)],
+                          bearer: Annotated[HTTPAuthorizationCredentials | None,
+                                            Security(_bearer)]) -> None:
     """Refuse (401) a request without the key in ``X-API-Key`` or ``Authorization: Bearer``."""
     given = key or (bearer.credentials if bearer else None)
-    expected = get_state(request).api_key
+    expected = request.app.state.serve.api_key
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         what = "wrong" if given else "missing"
         raise HTTPException(401, f"{what} API key: send it in the {API_KEY_HEADER} header or "
@@ -58,7 +60,7 @@ def require_api_key(request: Request,
 
 async def json_body(request: Request) -> Any:
     """The body as JSON; over ``max_body_bytes`` is 413 before it is all read."""
-    limit = get_state(request).max_body_bytes
+    limit = request.app.state.serve.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"the body has {declared} bytes; the limit is {limit}")

@@ -13,6 +13,7 @@ import asyncio
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
+from loopml.models.packaged import ModelSchema
 from loopml.serve.dependencies import ServeState, State, require_api_key
 from loopml.serve.rows import is_finite
 
@@ -31,7 +32,8 @@ class FeedbackAnswer(BaseModel):
 
 
 @router.post("/feedback", response_model=FeedbackAnswer,
-             responses={401: {"description": "the API key is missing or wrong"},
+             responses={400: {"description": "the body is not readable (e.g. not UTF-8)"},
+                        401: {"description": "the API key is missing or wrong"},
                         404: {"description": "no prediction has this request_id"},
                         422: {"description": "the label is not one the model can predict"}})
 async def feedback(item: Feedback, state: State) -> FeedbackAnswer:
@@ -41,6 +43,16 @@ async def feedback(item: Feedback, state: State) -> FeedbackAnswer:
     if not stored:
         raise HTTPException(404, f"no prediction has request_id '{item.request_id}'")
     return FeedbackAnswer(request_id=item.request_id, label=item.label)
+
+
+def label_schema(schema: ModelSchema) -> dict:
+    """The JSON schema of the labels :func:`_check_label` accepts for this model."""
+    if schema.task != "classification":
+        return {"type": "number", "title": "Label", "description": "the true value"}
+    if not schema.classes:
+        return {"type": ["string", "number", "boolean"], "title": "Label"}
+    levels = list(dict.fromkeys([*schema.classes, *(str(c) for c in schema.classes)]))
+    return {"enum": levels, "title": "Label", "description": "a class of the model"}
 
 
 def _check_label(label: str | int | float | bool, state: ServeState) -> None:

