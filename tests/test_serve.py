@@ -264,6 +264,39 @@ async def test_model_swap_under_load_fails_no_request(penguins, tmp_path) -> Non
     assert len(_logged(tmp_path)) == len(answers)
 
 
+@pytest.mark.anyio
+async def test_admin_routes_need_the_key_reload_now_and_flush_the_log(penguins,
+                                                                      tmp_path) -> None:
+    deployed = {"version": "1", "folder": penguins["one"]}
+    app = create_app(lambda: (deployed["version"], deployed["folder"]), api_key=KEY,
+                     poll_seconds=3600, log_flush_seconds=3600,  # neither happens by itself
+                     log_url=f"sqlite:///{tmp_path / 'serve' / 'predictions.db'}")
+    key = {"X-API-Key": KEY}
+    async with running(app) as client:
+        for route in ("/admin/reload", "/admin/flush"):
+            assert (await client.post(route)).status_code == 401
+            assert (await client.post(route, headers={"X-API-Key": "wrong-key"})
+                    ).status_code == 401
+        answered = [await client.post("/predict", json=r) for r in penguins["rows"][:5]]
+        assert {a.status_code for a in answered} == {200}
+        assert _logged(tmp_path).empty  # queued: the writer waits up to an hour
+        flushed = await client.post("/admin/flush", headers=key)
+        assert flushed.json() == {"flushed": True, "log_queue": 0}
+        assert len(_logged(tmp_path)) == 5
+
+        same = await client.post("/admin/reload", headers=key)
+        assert same.json() == {"model_version": "1", "swapped": False}
+        deployed.update(version="2", folder=penguins["two"])
+        moved = await client.post("/admin/reload", headers=key)
+        assert moved.json() == {"model_version": "2", "swapped": True}
+        assert (await client.post("/predict", json=penguins["rows"][0])
+                ).json()["model_version"] == "2"
+        deployed.update(version="3", folder=tmp_path / "no-such-model")
+        broken = await client.post("/admin/reload", headers=key)
+        assert broken.status_code == 503 and "version 2 keeps serving" in broken.json()["detail"]
+        assert (await client.get("/health")).json()["model_version"] == "2"
+
+
 def test_create_app_refuses_a_bad_key_or_model_folder(penguins, tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     with pytest.raises(LoopmlError, match="API key is missing or shorter than 8"):

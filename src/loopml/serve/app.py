@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from loopml.exceptions import LoopmlError
-from loopml.serve import feedback, health, predict
+from loopml.serve import admin, feedback, health, predict
 from loopml.serve.batcher import MicroBatcher
 from loopml.serve.dependencies import ServeState
 from loopml.serve.live_model import LiveModel, Resolver
@@ -42,7 +42,8 @@ def create_app(resolve: Resolver, *, api_key: str, log_url: str, max_batch: int 
     ``resolve`` returns (model version, model folder); it is called now (a model
     that does not load raises :class:`LoopmlError` here, not at the first
     request) and every ``poll_seconds`` while the app runs. ``api_key`` guards
-    ``/feedback``. ``log_url`` is a SQLAlchemy URL for the prediction log.
+    ``/feedback`` and ``/admin`` (reload the deployed version now, flush the log).
+    ``log_url`` is a SQLAlchemy URL for the prediction log.
     Micro-batches hold at most ``max_batch`` rows and wait at most
     ``max_wait_ms`` for company; a body over ``max_body_bytes`` gets 413.
     """
@@ -66,6 +67,7 @@ def create_app(resolve: Resolver, *, api_key: str, log_url: str, max_batch: int 
     app.include_router(predict.router)
     app.include_router(feedback.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.openapi = lambda: _openapi(app)
     return app
