@@ -33,9 +33,11 @@ class _Group(TyperGroup):
             with _loopml_warnings_shown():
                 return super().invoke(ctx)
         except LoopmlError as exc:
-            console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            from rich.markup import escape  # "pip install 'loopml[ray]'" is not markup
+
+            console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
             if exc.hint:
-                console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
+                console.print(f"[dim]hint:[/] {escape(exc.hint)}", highlight=False)
             raise typer.Exit(2) from None
 
 
@@ -1089,17 +1091,45 @@ def serve(project: ProjectOpt = Path("."),
               help="how long a request waits for company in a micro-batch")] = 5.0,
           log_url: Annotated[str | None, typer.Option(
               help="SQLAlchemy URL of the prediction log; default .loopml/serve/"
-                   "predictions.db")] = None) -> None:
+                   "predictions.db")] = None,
+          ray: Annotated[str | None, typer.Option(
+              help="serve from Ray Serve replicas: 'local' (a new Ray instance), 'auto', "
+                   "host:port or ray://host:port (a remote cluster must reach the project "
+                   "folder and --log-url)")] = None,
+          replicas: Annotated[int | None, typer.Option(
+              help="Ray Serve replicas, each with its own batcher and log writer "
+                   "(with --ray; default 2)")] = None) -> None:
     """Serve the champion over HTTP (POST /predict, /feedback; GET /health, /metrics, /docs)."""
     from loopml.serve import serve as run_server
 
     proj = _project(project)
+    if ray is not None or replicas is not None:
+        _serve_on_ray(proj, ray, replicas or 2, host=host, port=port, log_url=log_url,
+                      max_batch=max_batch, max_wait_ms=max_wait_ms)
+        return
     app_ = proj.serve_app(log_url=log_url, max_batch=max_batch, max_wait_ms=max_wait_ms)
     champion = proj.champion()
     console.print(f"serving {_deployment_line(champion)} on http://{host}:{port} "
                   f"(docs: /docs; /feedback needs the key in {proj.api_key_path})",
                   highlight=False, soft_wrap=True)
     run_server(app_, host=host, port=port)
+
+
+def _serve_on_ray(proj, ray: str | None, replicas: int, *, host: str, port: int,
+                  **options) -> None:
+    if ray is None:
+        raise LoopmlError("--replicas needs --ray",
+                          hint="add --ray local (a Ray instance on this machine) or the "
+                               "address of a cluster")
+
+    def ready() -> None:
+        console.print(f"serving {_deployment_line(proj.champion())} on http://{host}:{port} "
+                      f"from {replicas} Ray Serve replicas (docs: /docs; /feedback needs the "
+                      f"key in {proj.api_key_path}); Ctrl-C stops", highlight=False,
+                      soft_wrap=True)
+
+    proj.serve_on_ray(ray, replicas=replicas, host=host, port=port, on_ready=ready, **options)
+    console.print("stopped; every replica wrote its prediction log", highlight=False)
 
 
 @app.command()

@@ -18,9 +18,11 @@ start or join is reused by later calls (starting Ray costs seconds) until
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -259,3 +261,138 @@ def _init_within(ray: ModuleType, address: str, timeout_s: float) -> None:
     if outcome["error"] is not None:
         raise LoopmlError(f"Could not join the Ray cluster at {address}: {outcome['error']}",
                           hint=_HINT) from outcome["error"]
+
+
+REPLICA_HEADER = "x-replica"  # which replica answered (serve_asgi adds it to every response)
+REPLICA_CONCURRENCY = 512  # requests in flight per replica: room for an app that batches them
+
+
+def serve_asgi(factory: Callable[[], Any], *, address: str, replicas: int = 2,
+               host: str = "127.0.0.1", port: int = 8000, name: str = "app",
+               setup: Callable[[], None] | None = None,
+               on_ready: Callable[[], None] | None = None,
+               stop: threading.Event | None = None) -> None:
+    """Run the ASGI app ``factory()`` builds on ``replicas`` Ray Serve replicas until stopped.
+
+    Each replica calls ``factory`` in its own process (so it must pickle, and
+    whatever it reads must be reachable from every node of the cluster), runs
+    the app's lifespan startup, and answers behind Ray Serve's HTTP proxy on
+    ``host:port``; every response names its replica in the ``x-replica``
+    header. ``address`` is as for :func:`parallel_map`; a ``"local"`` instance
+    gets a CPU per replica (at least every core). ``setup`` runs here once the
+    cluster answers, before any replica starts: make what the replicas share
+    there, so a bad address leaves nothing behind and replicas do not race.
+
+    Blocks until SIGTERM or Ctrl-C (in the main thread) or until ``stop`` is
+    set, then deletes the application: each replica finishes its requests and
+    runs the app's lifespan shutdown before it exits. ``on_ready`` is called
+    once every replica answers.
+    """
+    if replicas < 1:
+        raise LoopmlError(f"replicas must be at least 1, not {replicas}",
+                          hint="pass --replicas 1 or more")
+    ray = _import_ray()
+    serve = _import_serve()
+    if address == LOCAL:
+        _check_port_free(host, port)
+    _connect(ray, address, max(replicas, os.cpu_count() or 1))
+    if setup is not None:
+        setup()
+    stop = stop or threading.Event()
+    with _signals_do(lambda *_: stop.set()):
+        try:
+            _deploy(serve, factory, replicas=replicas, host=host, port=port, name=name)
+            if on_ready is not None:
+                on_ready()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            with _signals_do(signal.SIG_IGN):  # a 2nd Ctrl-C must not cut the flush short
+                serve.delete(name)  # returns once every replica has stopped
+                if address == LOCAL:
+                    shutdown()  # Serve's proxy and controller end with our instance
+
+
+def _deploy(serve: ModuleType, factory: Callable[[], Any], *, replicas: int, host: str,
+            port: int, name: str) -> None:
+    """Start Serve's proxy on host:port and wait until every replica has started its app."""
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    serve.start(http_options={"host": host, "port": port})
+    deployment = serve.deployment(
+        serve.ingress(_replica_app(factory))(), name=name, num_replicas=replicas,
+        ray_actor_options={"num_cpus": 1}, max_ongoing_requests=REPLICA_CONCURRENCY,
+        max_queued_requests=-1)
+    try:
+        serve.run(deployment.bind(), name=name, route_prefix="/")
+    except RuntimeError as error:  # Serve's "Deploying app ... failed" with the replica's trace
+        raise LoopmlError(f"the replicas of {name!r} did not start: {error}",
+                          hint="run it without --ray to see the error directly") from error
+
+
+def _replica_app(factory: Callable[[], Any]) -> Callable[[], Any]:
+    """What each replica runs at its start, in its own process: build the app, name itself."""
+    def build() -> Any:
+        from ray import serve
+
+        app = factory()
+        replica = serve.get_replica_context().replica_id.unique_id
+        if hasattr(app, "add_middleware"):  # Starlette: Serve still sees the app's handlers
+            app.add_middleware(_ReplicaHeader, replica=replica)
+            return app
+        return _ReplicaHeader(app, replica=replica)
+
+    return build
+
+
+class _ReplicaHeader:
+    """ASGI middleware naming the replica that answered, so a client can tell them apart."""
+
+    def __init__(self, app: Any, *, replica: str) -> None:
+        self.app = app
+        self.header = (REPLICA_HEADER.encode(), replica.encode())
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
+def _import_serve() -> ModuleType:
+    try:
+        from ray import serve
+    except ImportError as error:  # ray without its serve extra (grpc, starlette, ...)
+        raise LoopmlError(f"Serving on Ray needs Ray Serve, which is not installed ({error}).",
+                          hint="pip install 'loopml[ray]' (it brings ray[serve]), or drop "
+                               "--ray to serve from this process") from error
+    return serve
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A busy port would leave Serve's proxy retrying in the background; say so at once."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise LoopmlError(f"cannot listen on {host}:{port}: {error.strerror}",
+                              hint="pick another --port, or stop what listens there") from error
+
+
+@contextlib.contextmanager
+def _signals_do(handler: Any) -> Iterator[None]:
+    """SIGTERM and Ctrl-C call ``handler`` meanwhile (only the main thread may handle signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler_before in before.items():
+            signal.signal(sig, handler_before)

@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
@@ -1225,14 +1226,47 @@ class Project:
         default ``.loopml/serve/predictions.db`` (SQLite, WAL).
         """
         from loopml.serve import create_app
+
+        resolve, log_url = self._champion_source(log_url)
+        return create_app(resolve, api_key=self.api_key(), log_url=log_url,
+                          max_batch=max_batch, max_wait_ms=max_wait_ms,
+                          poll_seconds=poll_seconds)
+
+    def serve_on_ray(self, address: str, *, replicas: int = 2, host: str = "127.0.0.1",
+                     port: int = 8000, log_url: str | None = None, max_batch: int = 64,
+                     max_wait_ms: float = 5.0, poll_seconds: float = 2.0,
+                     on_ready: Callable[[], None] | None = None,
+                     stop: threading.Event | None = None) -> None:
+        """Serve :meth:`serve_app`'s app from ``replicas`` Ray Serve replicas until stopped.
+
+        For traffic one process cannot answer: each replica builds the app in
+        its own process, behind Ray Serve's proxy on ``host:port``. ``address``:
+        ``"local"`` (a new Ray instance), ``"auto"``, ``"host:port"`` or
+        ``"ray://host:port"``. The replicas read the project's model folders
+        and write ``log_url`` themselves: on a remote cluster the project must
+        be on a shared filesystem and the log in PostgreSQL. Blocks until
+        SIGTERM, Ctrl-C or ``stop``; then every replica writes its whole log.
+        """
+        from loopml.serve.replicas import serve_replicas
+
+        resolve, log_url = self._champion_source(log_url)
+        serve_replicas(resolve, api_key=self.api_key(), log_url=log_url, address=address,
+                       replicas=replicas, host=host, port=port, on_ready=on_ready, stop=stop,
+                       max_batch=max_batch, max_wait_ms=max_wait_ms, poll_seconds=poll_seconds)
+
+    def _champion_source(self, log_url: str | None) -> tuple[Callable[[], tuple[str, Path]], str]:
+        """What the server follows (version, model folder) and where it logs.
+
+        The resolver captures only paths and strings, so it pickles to Ray Serve replicas.
+        """
         from loopml.track import read_aliases
 
-        state_dir = self.state_dir
+        state_dir, name = self.state_dir, self.scope.name
 
         def resolve() -> tuple[str, Path]:
             found = read_aliases(state_dir).get(CHAMPION)
             if not found:
-                raise LoopmlError(f"project {self.scope.name} has no deployed model",
+                raise LoopmlError(f"project {name} has no deployed model",
                                   hint="run 'loopml deploy' first")
             return str(found["version"]), Path(found["model_dir"])
 
@@ -1241,9 +1275,7 @@ class Project:
         if log_url is None:
             (state_dir / SERVE_DIR).mkdir(parents=True, exist_ok=True)
             log_url = f"sqlite:///{(state_dir / SERVE_DIR / PREDICTION_LOG).resolve()}"
-        return create_app(resolve, api_key=self.api_key(), log_url=log_url,
-                          max_batch=max_batch, max_wait_ms=max_wait_ms,
-                          poll_seconds=poll_seconds)
+        return resolve, log_url
 
     def monitor(self, window: str | int | None = None, *, log_url: str | None = None,
                 groups: bool = True, notify: bool = True, report: bool = True
