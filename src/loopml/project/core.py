@@ -1,5 +1,6 @@
 """The Project: a folder with a ``loopml.yaml`` (the scope) and a ``.loopml/``
-state folder (split, MLflow store, runs).
+state folder (split, MLflow store, runs). Its verbs of ``grow/`` are in
+:mod:`loopml.project.growing`, those of ``serve/`` in :mod:`loopml.project.deploying`.
 
 Every verb of the CLI is a method here with the same name, so a notebook user
 and a CLI user do the same things::
@@ -12,12 +13,8 @@ and a CLI user do the same things::
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import secrets
 import shutil
-import threading
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,11 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loopml.atomic import locked, write_text_atomic
+from loopml.atomic import locked
 from loopml.data.dataset import Dataset
 from loopml.data.load import load_dataset
 from loopml.data.provenance import ActionRecord, DataSource, ExampleDrop, Origin
-from loopml.data.reference import REFERENCE_FILE, reference_statistics
 from loopml.data.split import (
     PARTS,
     SPLIT_FILES,
@@ -51,13 +47,13 @@ from loopml.metrics import ClassBalance, MetricChoice, choose_metric, class_bala
 from loopml.models.registry import EstimatorFactory
 from loopml.parallel import parallel_map
 from loopml.progress import Progress, no_progress
+from loopml.project.deploying import Deploying
+from loopml.project.growing import Growing
+from loopml.project.paths import ASSETS_DIR, BATCH_TAG, STATE_DIR
 from loopml.scope import SCOPE_FILE, Baseline, DataSpec, Scope, read_scope, write_scope
 from loopml.track import (
-    CHAMPION,
-    DEPLOYMENTS_DIR,
     RUNS_DIR,
     STORE_FILE,
-    Deployment,
     StaleRun,
     Tracker,
     release_store,
@@ -79,26 +75,6 @@ if TYPE_CHECKING:
     from loopml.diagnose import Diagnosis
     from loopml.errors.report import ErrorReport
     from loopml.groups import Group, Groups, Rows, TraitSources
-    from loopml.grow.augment import AugmentResult
-    from loopml.grow.collect import Queue
-    from loopml.grow.compare import Comparison
-    from loopml.grow.copula import TableSynthResult
-    from loopml.grow.ledger import LedgerEntry
-    from loopml.grow.lift import Lift
-    from loopml.grow.synthesize import SynthResult
-    from loopml.serve.monitor import MonitorResult
-    from loopml.serve.retrain import RetrainDecision
-
-STATE_DIR = ".loopml"
-ASSETS_DIR = "assets"  # files every report shares (plotly.js), under STATE_DIR
-BATCH_TAG = "loopml.batch"  # the runs one `loopml run` compared share it
-API_KEY_ENV = "LOOPML_API_KEY"  # overrides .loopml/serve/api_key
-API_KEY_FILE = ("serve", "api_key")  # under STATE_DIR; mode 0600
-SERVE_DIR = "serve"  # under STATE_DIR: the API key and the prediction log
-PREDICTION_LOG = "predictions.db"
-MONITOR_REPORT = "monitor.html"  # under STATE_DIR/SERVE_DIR: the last monitor
-DEPLOY_LOCK = "deploy"  # deploy and rollback move the aliases one at a time
-
 
 @dataclass
 class RunResult:
@@ -178,7 +154,7 @@ class Tidied:
         return "; ".join(p for p in parts if p)
 
 
-class Project:
+class Project(Growing, Deploying):
     """A loopml project on disk."""
 
     #: set by :meth:`init`: the target's class counts (None: regression, or opened by load)
@@ -480,7 +456,6 @@ class Project:
         ``.loopml/split.old-<UTC time>.parquet`` / ``.json``, never deleted.
         A damaged or missing split is replaced the same way.
         """
-        from datetime import UTC, datetime
 
         from loopml.data.split import move_split_aside, resplit
         from loopml.exceptions import DataError
@@ -560,125 +535,6 @@ class Project:
 
         return data_sources(self.dataset, self._current_split(),
                             ExampleStore(self.state_dir).records())
-
-    def augment(self, *, group: str | None = None, policy: str = "auto", factor: int = 1,
-                run_id: str | None = None, judge_id: str | None = None, lift: bool = True,
-                seeds: int = 3, seed: int | None = None, progress: Progress | None = None
-                ) -> tuple[ActionRecord, AugmentResult]:
-        """Add augmented train examples matched to the errors (see :mod:`loopml.grow.augment`;
-        tables and text: :mod:`loopml.grow.tabular`).
-
-        ``policy`` "auto" matches the failing val examples of the reference run
-        (``run_id``'s, else :meth:`choose_run`'s); names (``"shift,blur"``) pick
-        the transforms. Transforms that flip a class's predictions are refused
-        for that class. The judge of that is the project's most accurate run
-        (``judge_id``'s, else :meth:`best_run`'s, else the reference): whether a
-        shifted 3 is still a 3 is a fact about the data, best told by the model
-        that reads the data best, not by a weak reference whose lift from the
-        action is the very thing to measure (a logistic regression misreads
-        shifted digits; refusing shift for it would hide the loss the ledger
-        must show). ``factor`` new examples per train example (of ``group``, a
-        key of :meth:`groups`, when given). Every check runs before anything is
-        written; with ``lift`` the action's lift is measured and recorded.
-        """
-        from loopml.data.images import modality
-        from loopml.errors.report import ErrorReport
-        from loopml.grow.augment import (
-            augment,
-            check_preservation,
-            checked_factor,
-            parse_policy,
-            plan_policy,
-            require_images,
-        )
-        from loopml.grow.tabular import augment_rows, parse_row_policy, plan_row_policy
-
-        rows = modality(self.dataset) != "image"  # tables and text: loopml.grow.tabular
-        if rows:
-            parse_row_policy(self.dataset, policy)
-        else:
-            require_images(self.dataset)
-            parse_policy(policy)
-        factor = checked_factor(factor)  # before any fit: nothing is written on refusal
-        groups = self.groups()
-        if group is not None:
-            groups.find(group)  # an unknown key lists the groups
-        iteration = self.choose_run(run_id).iteration
-        judge = self.get_run(judge_id) if judge_id else (self.best_run() or iteration)
-        split, seed = self._current_split(), self.scope.seed if seed is None else int(seed)
-        if rows:
-            plan = plan_row_policy(self.dataset, iteration, groups, policy=policy, group=group)
-            result = augment_rows(self.dataset, split, iteration, plan,
-                                  group=groups[group] if group else None, group_key=group,
-                                  factor=int(factor), seed=seed, judge=judge,
-                                  progress=progress)
-        else:
-            plan = plan_policy(self.dataset, split, iteration,
-                               ErrorReport.load(iteration.folder), groups, policy=policy,
-                               group=group, seed=seed)
-            preservation = check_preservation(self.dataset, split, judge, plan, seed=seed,
-                                              progress=progress)
-            result = augment(self.dataset, split, iteration, plan,
-                             group=groups[group] if group else None, group_key=group,
-                             factor=int(factor), seed=seed, preservation=preservation,
-                             progress=progress)
-        note = f"policy {plan.name}: " + ", ".join(
-            f"{s.transform} {s.magnitude:g}" for s in plan.steps)
-        record = self.add_examples(result.rows, origin="augment", parent_ids=result.parent_ids,
-                                   target_group=group, note=note)
-        if lift:
-            result.lift = self.lift(record.action_id, run_id=iteration.run_id, seeds=seeds,
-                                    progress=progress)
-        return record, result
-
-    def synthesize(self, *, count: int = 20, group: str | None = None,
-                   run_id: str | None = None, lift: bool = True, seeds: int = 3,
-                   seed: int | None = None, progress: Progress | None = None
-                   ) -> tuple[ActionRecord, SynthResult | TableSynthResult]:
-        """Add synthesized glyphs of the classes' characters (see :mod:`loopml.grow.synthesize`).
-
-        ``count`` images per class, of ``group``'s classes (a key of
-        :meth:`groups`; the classes of its failing val examples under the
-        reference run) or of every class. They go to train, with no parents.
-        On a table, ``count`` rows per class (in all for regression) drawn
-        from a Gaussian copula fitted on the source's train rows (of
-        ``group``'s members), with a fidelity report (:mod:`loopml.grow.copula`).
-        Every check runs before anything is written; with ``lift`` the
-        action's lift is measured and recorded.
-        """
-        from loopml.data.images import modality
-        from loopml.grow.copula import check_table_request, synthesize_rows
-        from loopml.grow.synthesize import check_request, synthesize, trained_rows
-
-        table = modality(self.dataset) != "image"  # tables (and text's refusal): grow.copula
-        if table:
-            check_table_request(self.dataset, count=count)
-        else:
-            check_request(self.dataset, count=count)
-        groups = self.groups()
-        if group is not None:
-            groups.find(group)  # an unknown key lists the groups
-        runs = self.runs()
-        iteration = self.choose_run(run_id).iteration if (lift or run_id or runs) else None
-        split, seed = self._current_split(), self.scope.seed if seed is None else int(seed)
-        predictions = None
-        if group is not None and iteration is not None and not table:
-            predictions = iteration.predictions()
-        if table:
-            result = synthesize_rows(self.dataset, split, count=count,
-                                     group=groups[group] if group else None, group_key=group,
-                                     seed=seed, progress=progress)
-        else:
-            result = synthesize(self.dataset, split, count=count,
-                                group=groups[group] if group else None,
-                                predictions=predictions, seed=seed, progress=progress,
-                                screen_on=trained_rows(self.dataset, iteration))
-        record = self.add_examples(result.frame(self.dataset), origin="synth",
-                                   target_group=group, note=result.describe())
-        if lift:
-            result.lift = self.lift(record.action_id, run_id=iteration.run_id, seeds=seeds,
-                                    progress=progress)
-        return record, result
 
     @cached_property
     def factory(self) -> EstimatorFactory:
@@ -973,595 +829,6 @@ class Project:
             rows = Rows.from_frame(rows, like=self.dataset, id_column=self.scope.data.id_column)
         return membership(group, rows)
 
-    def lift(self, action_id: str, *, run_id: str | None = None, seeds: int = 3,
-             n_jobs: int | None = None, progress: Progress | None = None) -> Lift:
-        """Measure whether an action's examples helped, and record it in the ledger.
-
-        Retrains the reference run (``run_id``'s, else :meth:`choose_run`'s)
-        with and without the action's train examples over ``seeds`` seeds,
-        scored on the same val ids, overall and per stored group (see
-        :mod:`loopml.grow.lift`). The lift is an MLflow run and a ledger entry
-        (:meth:`ledger`). ``action_id`` may be a unique prefix. Every check
-        (the action, the ledger file, the seeds) runs before anything is written.
-        """
-        from loopml.data.examples import ExampleStore
-        from loopml.grow.ledger import Ledger, LedgerEntry
-        from loopml.grow.lift import lift_ids, measure_lift, record_lift
-
-        record = ExampleStore(self.state_dir).find(action_id)
-        ledger = Ledger(self.state_dir)
-        ledger.entries()  # a damaged ledger is refused before minutes of fits
-        split = self._current_split()
-        lift_ids(self.dataset, split, record.action_id)  # no train examples: say so now
-        reference = self.choose_run(run_id).iteration
-        lift = measure_lift(reference, self.dataset, split, action_id=record.action_id,
-                            factory=self.factory, groups=self.groups(),
-                            metric=self.scope.metric, seeds=seeds, n_jobs=n_jobs,
-                            progress=progress)
-        record_lift(lift, self.tracker)
-        ledger.append(LedgerEntry.of(record, lift))
-        self.write_report(reference)  # the reference run's report gains this lift
-        return lift
-
-    def transfer(self, backbone: str = "auto", mode: str = "freeze", *,
-                 size: float | None = None, reg: float | None = None,
-                 train_fraction: float | None = None, seed: int | None = None,
-                 report: bool = True) -> Iteration:
-        """Train one tracked transfer iteration: a pretrained backbone and a new head.
-
-        ``backbone`` is ``minilm`` (text), ``efficientnet-lite0`` (images), a
-        local model folder, or ``auto`` (by the data); ``mode`` is ``freeze``,
-        ``finetune`` or ``lp-ft`` (see :mod:`loopml.models.transfer`). The run
-        competes with the others on val like any :meth:`train`.
-        """
-        from loopml.models.transfer import MODES
-
-        if mode not in MODES:
-            raise LoopmlError(f"unknown transfer mode {mode!r}; the modes are "
-                              f"{', '.join(MODES)}",
-                              hint="freeze trains only a new head; finetune every layer; "
-                                   "lp-ft the head first, then every layer")
-        return self.train("transfer", size=size, reg=reg,
-                          params={"backbone": backbone, "mode": mode},
-                          train_fraction=train_fraction, seed=seed, report=report,
-                          tags={"loopml.verb": "transfer"})
-
-    def compare_transfer(self, backbone: str = "auto", *, modes: Sequence[str] | None = None,
-                         scratch: str | None = None, fractions: Sequence[float] | None = None,
-                         seeds: int = 3, n_jobs: int | None = None,
-                         progress: Progress | None = None) -> tuple[Comparison, Path]:
-        """Scratch vs each transfer mode at several train shares over seeds: which to use.
-
-        ``scratch`` is the best non-pretrained family (default: the best
-        non-transfer run's architecture and settings on the current data, else
-        ``cnn`` for images and ``linear`` otherwise). Every fit is scored on
-        val; none is recorded as a run (see :mod:`loopml.grow.compare`). The
-        comparison and its HTML report go to ``.loopml/compare/<id>/``;
-        returns the comparison and the report's path.
-        """
-        from loopml.atomic import write_text_atomic
-        from loopml.grow.compare import DEFAULT_FRACTIONS, Candidate, compare_candidates
-        from loopml.models.transfer import MODES
-        from loopml.report.compare import write_comparison_report
-
-        modes = list(MODES if modes is None else modes)
-        unknown = [m for m in modes if m not in MODES]
-        if unknown or not modes:
-            raise LoopmlError(f"unknown transfer mode(s) {unknown or modes}; the modes are "
-                              f"{', '.join(MODES)}", hint="e.g. --modes freeze,finetune")
-        architecture, params = self._scratch(scratch)
-        candidates = [Candidate(f"scratch ({architecture})", architecture, params),
-                      *(Candidate(m, "transfer", {"backbone": backbone, "mode": m})
-                        for m in modes)]
-        first = candidates[1]  # a wrong backbone is refused before minutes of fits
-        self.factory.make(first.architecture, quiet=True, **first.params)
-        comparison = compare_candidates(
-            self.dataset, self._current_split(), self.factory, candidates,
-            metric=self.scope.metric, fractions=DEFAULT_FRACTIONS if fractions is None
-            else fractions, seeds=seeds, n_jobs=n_jobs, progress=progress)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        folder = self.state_dir / "compare" / f"transfer-{stamp}-{uuid.uuid4().hex[:6]}"
-        folder.mkdir(parents=True)
-        write_text_atomic(folder / "comparison.json",
-                          json.dumps(comparison.to_dict(), indent=2) + "\n")
-        path = write_comparison_report(
-            comparison, folder / "report.html", title="Transfer learning: which to use",
-            project_name=self.scope.name,
-            assets=None if self.scope.tracking_uri else self.state_dir / ASSETS_DIR)
-        return comparison, path
-
-    def _scratch(self, name: str | None) -> tuple[str, dict[str, Any]]:
-        """The non-pretrained family a comparison starts from, with its settings."""
-        from loopml.data.images import modality
-
-        if name:
-            return name, {}
-        best = best_iteration([it for it in self.runs() if it.architecture != "transfer"],
-                              data_version=self.dataset.version,
-                              split_version=self.split.version)
-        if best is not None:
-            keep = {k: v for k, v in best.params.items() if k in ("size", "reg")}
-            return best.architecture, keep
-        return ("cnn" if modality(self.dataset) == "image" else "linear"), {}
-
-    def ledger(self) -> list[LedgerEntry]:
-        """Every measured action with its lift, oldest first (``.loopml/ledger.json``)."""
-        from loopml.grow.ledger import Ledger
-
-        return Ledger(self.state_dir).entries()
-
-    def collect(self, pool: str | Path, *, budget: int, groups: Sequence[str] | None = None,
-                run_id: str | None = None, out: str | Path | None = None,
-                progress: Progress | None = None) -> Queue:
-        """Rank an unlabelled pool by closeness to the failing groups x uncertainty.
-
-        Writes a labelling queue of ``budget`` rows to ``.loopml/collect/<id>/``
-        (``queue.csv``, ``label_studio.json``, ``queue.json``) and copies
-        ``queue.csv`` to ``out`` if given. The reference run (``run_id``'s, else
-        :meth:`choose_run`'s) needs an error analysis (``loopml errors``).
-        ``groups`` restricts to some failing groups (keys or names). See
-        :mod:`loopml.grow.collect`; bad input writes nothing.
-        """
-        from loopml.errors.report import ErrorReport
-        from loopml.grow.collect import plan_queue, write_queue
-
-        iteration = self.choose_run(run_id).iteration
-        report = ErrorReport.load(iteration.folder)
-        if report is None:
-            raise LoopmlError(f"run {iteration.run_id[:8]} has no error analysis: collection "
-                              "aims at its failing groups",
-                              hint=f"run 'loopml errors {iteration.run_id[:8]}' first")
-        data = self.scope.data
-        queue = plan_queue(pool, dataset=self.dataset, iteration=iteration, report=report,
-                           groups=self.groups(), budget=budget, names=groups,
-                           id_column=data.id_column, ignore=data.ignore,
-                           seed=self.scope.seed, progress=progress)
-        with locked(self.state_dir, "collect"):
-            return write_queue(queue, self.state_dir, dataset=self.dataset, out=out)
-
-    def collect_import(self, file: str | Path, *, queue: str | None = None,
-                       allow_new_class: bool = False) -> ActionRecord:
-        """Add the labels of ``file`` (CSV id,label or a Label Studio export) to the queue's rows.
-
-        All or nothing: every id must be in the queue (default: the newest)
-        and not imported yet, every label a known class (unless
-        ``allow_new_class``), no id twice. The rows are added as collected
-        train examples (:meth:`add_examples`) and the queue records the import.
-        """
-        from loopml.grow.collect import (
-            import_group,
-            labelled_rows,
-            load_queue,
-            read_labels,
-            record_import,
-        )
-
-        with locked(self.state_dir, "collect"):
-            chosen = load_queue(self.state_dir, queue)
-            rows = labelled_rows(read_labels(file), chosen, self.dataset,
-                                 allow_new_class=allow_new_class)
-            record = self.add_examples(rows, origin=Origin.COLLECT,
-                                       target_group=import_group(rows.index, chosen),
-                                       part="train", new_classes=allow_new_class,
-                                       note=f"queue {chosen.queue_id}: {len(rows)} labels "
-                                            f"from {Path(file).name}")
-            record_import(chosen, action_id=record.action_id,
-                          ids=[str(i) for i in rows.index], file=str(file))
-        return record
-
-    # ------------------------------------------------------------ deployments
-
-    def deploy(self, run_id: str | None = None) -> Deployment:
-        """Point ``champion`` at a run's model (default: the best run on val); return it.
-
-        The old champion becomes ``previous``. A run deployed before gets its
-        version back (one version per run); the champion's own run is left as
-        it is (the current champion is returned). A new version gets the
-        reference statistics the monitor compares traffic with
-        (``.loopml/deployments/<version>/reference.json``), and the first deploy
-        makes the server's API key. A bad run id or a run without a loadable
-        model changes nothing.
-        """
-        iteration = self._deployable(run_id)
-        with locked(self.state_dir, DEPLOY_LOCK):
-            registry = self.tracker.registry
-            champion = registry.resolve(CHAMPION)
-            if champion is not None and champion.run_id == iteration.run_id:
-                return champion
-            known = [d for d in registry.deployments() if d.run_id == iteration.run_id]
-            reference = self._reference(iteration) if not known or not (
-                self._deployment_dir(known[0].version) / REFERENCE_FILE).exists() else None
-            self._api_key_file()
-            version = known[0] if known else registry.register(iteration.run_id, tags={
-                "loopml.architecture": iteration.architecture, "loopml.metric": iteration.metric,
-                "loopml.val_score": str(iteration.metrics.get(f"val_{iteration.metric}", ""))})
-            if reference is not None:
-                folder = self._deployment_dir(version.version)
-                folder.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(folder / REFERENCE_FILE, json.dumps(reference))
-            registry.promote(version.version)
-            return registry.resolve(CHAMPION) or version
-
-    def rollback(self) -> Deployment:
-        """Point ``champion`` back at the previous champion; return it.
-
-        Each rollback walks one step further back through the champions in the
-        order they were deployed (not a toggle: the version rolled back from is
-        the one that was unwanted); ``loopml deploy RUN`` goes forward again.
-        """
-        with locked(self.state_dir, DEPLOY_LOCK):
-            registry = self.tracker.registry
-            champion = registry.resolve(CHAMPION)
-            if champion is None:
-                raise LoopmlError(f"nothing to roll back to: project {self.scope.name} has no "
-                                  "deployed model", hint="run 'loopml deploy' first")
-            back = registry.roll_back()
-        if back is None:
-            raise LoopmlError(
-                f"nothing to roll back to: version {champion.version} (run "
-                f"{champion.run_id[:8]}) is the only model that has been champion",
-                hint="deploy another run with 'loopml deploy RUN' ('loopml runs' lists them)")
-        return back
-
-    def deployments(self) -> list[Deployment]:
-        """Every registered version of the project's model, newest first, with its aliases."""
-        return self.tracker.deployments()
-
-    def champion(self) -> Deployment:
-        """The version served now (alias ``champion``)."""
-        found = self.tracker.resolve(CHAMPION)
-        if found is None:
-            raise LoopmlError(f"project {self.scope.name} has no deployed model",
-                              hint="run 'loopml deploy' first")
-        return found
-
-    def serve_app(self, *, log_url: str | None = None, max_batch: int = 64,
-                  max_wait_ms: float = 5.0, poll_seconds: float = 2.0) -> Any:
-        """The HTTP app (FastAPI) serving this project's ``champion``, following it.
-
-        The app watches ``.loopml/deployments/aliases.json`` (rewritten by every
-        deploy and rollback) every ``poll_seconds`` and swaps to the new
-        champion without failing a request; no mlflow import on the request
-        path. The prediction log goes to ``log_url`` (any SQLAlchemy URL),
-        default ``.loopml/serve/predictions.db`` (SQLite, WAL).
-        """
-        from loopml.serve import create_app
-
-        resolve, log_url = self._champion_source(log_url)
-        return create_app(resolve, api_key=self.api_key(), log_url=log_url,
-                          max_batch=max_batch, max_wait_ms=max_wait_ms,
-                          poll_seconds=poll_seconds)
-
-    def serve_on_ray(self, address: str, *, replicas: int = 2, host: str = "127.0.0.1",
-                     port: int = 8000, log_url: str | None = None, max_batch: int = 64,
-                     max_wait_ms: float = 5.0, poll_seconds: float = 2.0,
-                     on_ready: Callable[[], None] | None = None,
-                     stop: threading.Event | None = None) -> None:
-        """Serve :meth:`serve_app`'s app from ``replicas`` Ray Serve replicas until stopped.
-
-        For traffic one process cannot answer: each replica builds the app in
-        its own process, behind Ray Serve's proxy on ``host:port``. ``address``:
-        ``"local"`` (a new Ray instance), ``"auto"``, ``"host:port"`` or
-        ``"ray://host:port"``. The replicas read the project's model folders
-        and write ``log_url`` themselves: on a remote cluster the project must
-        be on a shared filesystem and the log in PostgreSQL. Blocks until
-        SIGTERM, Ctrl-C or ``stop``; then every replica writes its whole log.
-        """
-        from loopml.serve.replicas import serve_replicas
-
-        resolve, log_url = self._champion_source(log_url)
-        serve_replicas(resolve, api_key=self.api_key(), log_url=log_url, address=address,
-                       replicas=replicas, host=host, port=port, on_ready=on_ready, stop=stop,
-                       max_batch=max_batch, max_wait_ms=max_wait_ms, poll_seconds=poll_seconds)
-
-    def _champion_source(self, log_url: str | None) -> tuple[Callable[[], tuple[str, Path]], str]:
-        """What the server follows (version, model folder) and where it logs.
-
-        The resolver captures only paths and strings, so it pickles to Ray Serve replicas.
-        """
-        from loopml.track import read_aliases
-
-        state_dir, name = self.state_dir, self.scope.name
-
-        def resolve() -> tuple[str, Path]:
-            found = read_aliases(state_dir).get(CHAMPION)
-            if not found:
-                raise LoopmlError(f"project {name} has no deployed model",
-                                  hint="run 'loopml deploy' first")
-            return str(found["version"]), Path(found["model_dir"])
-
-        resolve()  # nothing deployed: says so before anything is written
-
-        if log_url is None:
-            (state_dir / SERVE_DIR).mkdir(parents=True, exist_ok=True)
-            log_url = f"sqlite:///{(state_dir / SERVE_DIR / PREDICTION_LOG).resolve()}"
-        return resolve, log_url
-
-    def monitor(self, window: str | int | None = None, *, log_url: str | None = None,
-                groups: bool = True, notify: bool = True, report: bool = True
-                ) -> MonitorResult:
-        """Compare the champion's logged traffic with its reference, window by window.
-
-        ``window``: N rows ("500"), a time span ("1h"), or None (every row,
-        one window); only rows served by the current champion count. Tests
-        drift per input column and of the predictions, performance where
-        feedback came back, and every stored group (``groups=False`` skips
-        them); alarms follow ``monitor:`` in loopml.yaml (Benjamini-Hochberg
-        FDR plus effect floors). With ``notify`` and an alarm, the result is
-        POSTed to ``monitor.webhook``; a failed POST is recorded in
-        ``result.webhook``, not raised. Writes only ``.loopml/serve/monitor.html``
-        (the report's Monitoring section), and nothing on bad input.
-        """
-        from loopml.serve.monitor import WindowSpec, monitor_log, post_webhook
-
-        spec = WindowSpec.parse(window)
-        champion = self.champion()
-        path = self._deployment_dir(champion.version) / REFERENCE_FILE
-        if not path.is_file():
-            raise LoopmlError(f"version {champion.version} has no reference statistics ({path})",
-                              hint="deploy the run again with a newer loopml: 'loopml deploy "
-                                   f"{champion.run_id[:8]}' after 'loopml rollback'")
-        reference = json.loads(path.read_text())
-        log, others = self._logged_rows(log_url, champion.version)
-        iteration = self.get_run(champion.run_id)
-        predictions = iteration.predictions()
-        val = predictions.loc[predictions["part"] == "val", ["id", "y_true", "y_pred"]]
-        found = self._group_references(log, predictions) if groups else []
-        result = monitor_log(log, reference, settings=self.scope.monitor, window=spec,
-                             task=self.dataset.task, metric=self.scope.metric,
-                             version=champion.version, val=val, groups=found)
-        if others:
-            result.notes.append(f"{others} logged row(s) of other versions were left out")
-        if report:  # retrain writes it once its input is checked
-            result.report_path = self._write_monitor_report(result)
-        url = self.scope.monitor.webhook
-        if notify and url and result.alert:
-            result.webhook = post_webhook(url, {"project": self.scope.name, **result.to_dict()})
-        return result
-
-    def retrain(self, window: str | int | None = None, *, all_rows: bool = False,
-                architecture: str | None = None, log_url: str | None = None,
-                groups: bool = True, notify: bool = True) -> RetrainDecision:
-        """Turn the alarmed production rows into data and a challenger; promote it if it wins.
-
-        Monitors like :meth:`monitor` (``all_rows``: take every monitored row,
-        alarm or not). Rows without feedback become a labelling queue in
-        ``.loopml/collect/`` (``loopml collect import`` takes their labels);
-        labelled rows join train as collected examples, except the newest
-        share held out as the recent production check set. The challenger is
-        the champion run's architecture and settings (or ``architecture``) on
-        the updated data; it becomes ``champion`` only by the rule of
-        :data:`loopml.serve.retrain.RULE`. The decision is written to
-        ``.loopml/deployments/retrain-<stamp>.json`` and tagged on the
-        challenger's run. Bad input (see :mod:`loopml.serve.retrain`) writes
-        nothing.
-        """
-        from loopml.serve.retrain import (
-            checked_labels,
-            inputs_frame,
-            production_queue,
-            select_rows,
-            split_feedback,
-            used_requests,
-        )
-
-        monitored = self.monitor(window, log_url=log_url, groups=groups, notify=notify,
-                                 report=False)
-        champion = self.champion()
-        log, _ = self._logged_rows(log_url, champion.version)
-        log = log.iloc[:sum(w.rows for w in monitored.windows)]  # the rows monitored
-        iteration = self.get_run(champion.run_id)
-        alarmed = {c.name for c in monitored.alarms if c.kind.startswith("group")}
-        members = {g.key: g.members for g in self._group_references(
-            log, iteration.predictions()) if g.key in alarmed} if alarmed else {}
-        if architecture and not self.factory.supports(architecture):
-            self.factory.make(architecture)  # raises, naming why
-        folder = self.state_dir / DEPLOYMENTS_DIR
-        with locked(self.state_dir, "retrain"):
-            rows = select_rows(log, monitored, members, all_rows=all_rows,
-                               used=sorted(used_requests(folder)))
-            feedback = split_feedback(rows)
-            target = self.dataset.target
-            added = inputs_frame(feedback.train, self.dataset).assign(
-                **{target: checked_labels(feedback.train, self.dataset)})
-            check_y = checked_labels(feedback.check, self.dataset)
-            queue = production_queue(feedback.unlabelled, self.dataset, version=champion.version,
-                                     run_id=champion.run_id) if len(feedback.unlabelled) else None
-            # every check passed: from here on, write
-            monitored.report_path = self._write_monitor_report(monitored)
-            decision = self._run_retrain(champion, iteration, rows, feedback, added, check_y,
-                                         queue, architecture)
-        decision.monitored = monitored
-        return decision
-
-    def _run_retrain(self, champion, iteration, rows, feedback, added, check_y, queue,
-                     architecture) -> RetrainDecision:
-        """The writing half of :meth:`retrain`: examples, queue, challenger, verdict, record."""
-        from loopml.grow.collect import write_queue
-        from loopml.serve.retrain import (
-            DECISION_PREFIX,
-            RetrainDecision,
-            compare,
-            inputs_frame,
-            judge,
-            train_challenger,
-        )
-
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        alarms = list(dict.fromkeys(rows["alarm"]))
-        group = feedback.train["alarm_group"].replace("", None).dropna().mode()
-        record = self.add_examples(
-            added.reset_index(drop=True), origin=Origin.COLLECT, part="train",
-            target_group=group.iloc[0] if len(group) else None,
-            note=f"retrain {stamp}: {len(added)} labelled production rows of version "
-                 f"{champion.version} (alarms: {'; '.join(alarms)}); request ids in "
-                 f"{DEPLOYMENTS_DIR}/{DECISION_PREFIX}{stamp}.json")
-        if queue is not None:
-            with locked(self.state_dir, "collect"):
-                queue = write_queue(queue, self.state_dir, dataset=self.dataset)
-        challenger = train_challenger(iteration, self.dataset, self.split, factory=self.factory,
-                                      tracker=self.tracker, metric=self.scope.metric,
-                                      version=champion.version, architecture=architecture,
-                                      tags={"loopml.retrain": stamp})
-        old, new = iteration.packaged(), challenger.packaged()
-        task, metric, seed = self.dataset.task, self.scope.metric, self.scope.seed
-        val_ids = self.split.ids("val")
-        val_X = self.dataset.X(val_ids)
-        val = compare(task, metric, list(self.dataset.y(val_ids)),
-                      old.predict(val_X)["prediction"], new.predict(val_X)["prediction"],
-                      seed=seed)
-        check_X = inputs_frame(feedback.check, self.dataset)
-        production = compare(task, metric, check_y, old.predict(check_X)["prediction"],
-                             new.predict(check_X)["prediction"], seed=seed)
-        promoted, reasons = judge(val, production)
-        examples = [{"example_id": f"{record.action_id}-{i:05d}", "request_id": str(r),
-                     "model_version": champion.version, "alarm": str(a)}
-                    for i, (r, a) in enumerate(zip(feedback.train["request_id"],
-                                                   feedback.train["alarm"], strict=True))]
-        decision = RetrainDecision(
-            stamp=stamp, champion=champion.to_dict(), challenger_run=challenger.run_id,
-            architecture=challenger.architecture, val=val, production=production,
-            promoted=promoted, reasons=reasons, selected=len(rows), trained=len(added),
-            held_out=len(feedback.check), queued=len(feedback.unlabelled),
-            action_id=record.action_id, queue=queue.to_dict() if queue else None,
-            alarms=alarms, examples=examples)
-        if promoted:
-            decision.new_champion = self.deploy(challenger.run_id).version
-        folder = self.state_dir / DEPLOYMENTS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        decision.path = folder / f"{DECISION_PREFIX}{stamp}.json"
-        write_text_atomic(decision.path, json.dumps(decision.to_dict(), indent=1))
-        self.tracker.annotate(challenger.run_id, tags={
-            "loopml.retrain_decision": "promoted" if promoted else "not promoted",
-            "loopml.retrain_reason": reasons[0][:500], "loopml.retrain_rule": "paired bootstrap"},
-            metrics={"retrain_val_difference": val.difference,
-                     "retrain_production_difference": production.difference,
-                     "retrain_production_ci_low": production.ci_low,
-                     "retrain_val_ci_high": val.ci_high})
-        return decision
-
-    def _write_monitor_report(self, result: MonitorResult) -> Path:
-        from loopml.report.monitor import monitor_report
-
-        folder = self.state_dir / SERVE_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        return monitor_report(result.to_dict(), project_name=self.scope.name).write(
-            folder / MONITOR_REPORT)
-
-    def _logged_rows(self, log_url: str | None, version: str) -> tuple[pd.DataFrame, int]:
-        """The champion's rows of the log, oldest first, and how many rows of others there are."""
-        from loopml.serve.prediction_log import PredictionLog
-
-        if log_url is None:
-            file = self.state_dir / SERVE_DIR / PREDICTION_LOG
-            if not file.is_file():
-                raise LoopmlError(f"no prediction log at {file}: nothing has been served yet",
-                                  hint="run 'loopml serve' and send it requests first")
-            log_url = f"sqlite:///{file.resolve()}"
-        log = PredictionLog(log_url).open()
-        try:
-            rows = log.read()
-        finally:
-            log.close()
-        mine = rows[rows["model_version"].astype(str) == str(version)].reset_index(drop=True)
-        if mine.empty:
-            raise LoopmlError(f"the prediction log holds no rows served by version {version} "
-                              f"({len(rows)} row(s) of other versions)",
-                              hint="send requests to 'loopml serve' first")
-        return mine, len(rows) - len(mine)
-
-    def _group_references(self, log: pd.DataFrame, predictions: pd.DataFrame) -> list[Any]:
-        """Every stored group that reads inputs only, with its train share and val errors."""
-        import pandas as pd
-
-        from loopml.groups import PairGroup, Rows, membership
-        from loopml.serve.monitor import GroupReference
-
-        inputs = pd.DataFrame.from_records(list(log["inputs"]),
-                                           index=log["request_id"].astype(str))
-        production = Rows.from_frame(inputs, like=self.dataset)
-        known = predictions[predictions["id"].astype(str).isin(self.dataset.ids)]
-        train_ids = known.loc[known["part"] == "train", "id"].astype(str)
-        val = known[known["part"] == "val"]
-        train = Rows.of(self.dataset, pd.Index(train_ids))
-        val_rows = Rows.of(self.dataset, pd.Index(val["id"].astype(str)))
-        wrong = (val["y_true"].astype(str) != val["y_pred"].astype(str)).to_numpy()
-        out = []
-        for key, group in self.groups().items():
-            if isinstance(group, PairGroup):
-                continue  # needs the true label of every production row
-            try:
-                members = membership(group, production)
-                in_train, in_val = membership(group, train), membership(group, val_rows)
-            except LoopmlError:
-                continue  # reads something production rows lack
-            out.append(GroupReference(key=key, name=group.name, train_members=int(in_train.sum()),
-                                      train_rows=len(in_train), val_errors=int(wrong[in_val].sum()),
-                                      val_members=int(in_val.sum()), members=members))
-        return out
-
-    @property
-    def api_key_path(self) -> Path:
-        return self.state_dir.joinpath(*API_KEY_FILE)
-
-    def api_key(self) -> str:
-        """The key the server asks of ``/feedback`` and admin routes.
-
-        ``$LOOPML_API_KEY`` when set (a secret store's, for a shared server),
-        else ``.loopml/serve/api_key``, which the first deploy makes (or this
-        call, when the project has none yet).
-        """
-        return os.environ.get(API_KEY_ENV, "").strip() or self._api_key_file()
-
-    def _api_key_file(self) -> str:
-        """The key in ``.loopml/serve/api_key``, made (mode 0600) if there is none."""
-        path = self.api_key_path
-        with locked(self.state_dir, "api_key"):
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(path, secrets.token_urlsafe(32) + "\n", mode=0o600)
-            key = path.read_text().strip()
-        if not key:
-            raise LoopmlError(f"the API key file {path} is empty",
-                              hint=f"remove it (a new key is made) or set ${API_KEY_ENV}")
-        return key
-
-    def _deployable(self, run_id: str | None) -> Iteration:
-        """The run to deploy, checked: it exists and its model loads."""
-        if run_id:
-            iteration = self.get_run(run_id)
-        else:
-            iteration = self.best_run()
-            if iteration is None:
-                self.latest_run()  # no runs at all: says so
-                raise LoopmlError(
-                    f"no run is on the current data {self.dataset.version} and split "
-                    f"{self.split.version}, so none is best on val",
-                    hint="train one with 'loopml train', or name a run: 'loopml deploy RUN'")
-        iteration.packaged()  # a missing or damaged model folder is a LoopmlError naming it
-        return iteration
-
-    def _deployment_dir(self, version: str) -> Path:
-        return self.state_dir / DEPLOYMENTS_DIR / version
-
-    def _reference(self, iteration: Iteration) -> dict[str, Any]:
-        """Reference statistics of the run's own train rows and of its val predictions."""
-        import pandas as pd
-
-        predictions = iteration.predictions()
-        parts = predictions["part"]
-        ids = pd.Index(predictions.loc[parts == "train", "id"].astype(str))
-        ids = ids[ids.isin(self.dataset.ids)]
-        if ids.empty:
-            raise LoopmlError(f"the train rows of run {iteration.run_id[:8]} are no longer in "
-                              "the data, so there is nothing to monitor against",
-                              hint="deploy a run trained on the current data")
-        val = predictions[parts == "val"]
-        out = reference_statistics(self.dataset.X(ids), self.dataset.features,
-                                   predictions=val["y_pred"], labels=val["y_true"],
-                                   task=self.dataset.task)
-        return {"run_id": iteration.run_id, "data_version": iteration.data_version, **out}
-
     def latest_run(self, runs: list[Iteration] | None = None) -> Iteration:
         """The newest run (of ``runs``, when the caller has read them already)."""
         runs = self.runs() if runs is None else runs
@@ -1686,7 +953,6 @@ def _confirm_replacing(state_dir: Path) -> None:
 
 def _move_state_aside(root: Path) -> Path:
     """Rename ``.loopml/`` to ``.loopml.old-<UTC time>/`` with the loopml.yaml it belonged to."""
-    from datetime import UTC, datetime
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = root / f"{STATE_DIR}.old-{stamp}"
