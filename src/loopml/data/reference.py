@@ -14,8 +14,11 @@ train part:
   mean, std (ddof 1), min, max, count of present values, missing share;
 - categorical: the shares of the ``top`` most frequent levels among present
   values, ``other`` for the rest (they sum to 1), level count, missing share;
-- text and image: not summarised yet (their drift needs backbone
-  embeddings), and the file says so.
+- text and image: ``{"kind": ..., "embedding": NAME}`` when deploy embedded
+  them (``reference["embeddings"][NAME]`` says with which backbone, and which
+  array of ``reference_embeddings.npz`` holds the vectors; a pixel table's
+  images are the entry ``images``, see :mod:`loopml.serve.embedding_drift`),
+  else ``skipped`` with the reason.
 
 Plus the model's predictions on val (class shares; for regression the same
 numeric summary) and the val labels, the reference for prediction drift.
@@ -23,7 +26,7 @@ numeric summary) and the val labels, the reference for prediction drift.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -37,13 +40,15 @@ PERCENTILES = np.linspace(0.0, 1.0, 101)
 def reference_statistics(X: pd.DataFrame, kinds: Mapping[str, str], *,
                          predictions: pd.Series | None = None,
                          labels: pd.Series | None = None, task: str = "classification",
-                         bins: int = 10, top: int = 20) -> dict[str, Any]:
+                         bins: int = 10, top: int = 20,
+                         embedded: Collection[str] = ()) -> dict[str, Any]:
     """The reference of ``X`` (the train rows' features) as a JSON-able dict.
 
     ``kinds`` maps each column of ``X`` to numeric / categorical / text / image;
     ``predictions`` and ``labels`` are the model's on val. ``bins`` quantile
     bins per numeric column (fewer where values tie), ``top`` levels kept per
-    categorical column.
+    categorical column. ``embedded``: the text and image columns deploy
+    embedded (their drift is tested on those vectors), the others are skipped.
     """
     if not 2 <= bins <= len(PERCENTILES) - 1:
         raise ValueError(f"bins must be between 2 and {len(PERCENTILES) - 1}, got {bins}")
@@ -56,9 +61,11 @@ def reference_statistics(X: pd.DataFrame, kinds: Mapping[str, str], *,
             columns[name] = summaries[name]
         elif kind == "categorical":
             columns[name] = {"kind": kind, **_levels(X[name], top=top)}
+        elif name in embedded:
+            columns[name] = {"kind": kind, "embedding": name}
         else:
-            columns[name] = {"kind": kind, "skipped": f"{kind} columns are not summarised "
-                             "yet: their drift needs backbone embeddings"}
+            columns[name] = {"kind": kind, "skipped": f"{kind} column not embedded at "
+                             "deploy: its drift needs backbone embeddings"}
     out: dict[str, Any] = {"format": FORMAT, "rows": len(X), "bins": bins,
                            "columns": columns}
     for key, values in (("val_predictions", predictions), ("val_labels", labels)):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loopml.atomic import locked, write_text_atomic
 from loopml.data.provenance import Origin
 from loopml.data.reference import REFERENCE_FILE, reference_statistics
-from loopml.exceptions import LoopmlError
+from loopml.exceptions import LoopmlError, ScopeError
 from loopml.iteration import Iteration
 from loopml.project.paths import (
     API_KEY_ENV,
@@ -70,8 +70,8 @@ class Deploying:
             if champion is not None and champion.run_id == iteration.run_id:
                 return champion
             known = [d for d in registry.deployments() if d.run_id == iteration.run_id]
-            reference = self._reference(iteration) if not known or not (
-                self._deployment_dir(known[0].version) / REFERENCE_FILE).exists() else None
+            reference, vectors = self._reference(iteration) if not known or not (
+                self._deployment_dir(known[0].version) / REFERENCE_FILE).exists() else (None, [])
             self._api_key_file()
             version = known[0] if known else registry.register(iteration.run_id, tags={
                 "loopml.architecture": iteration.architecture, "loopml.metric": iteration.metric,
@@ -79,6 +79,10 @@ class Deploying:
             if reference is not None:
                 folder = self._deployment_dir(version.version)
                 folder.mkdir(parents=True, exist_ok=True)
+                if vectors:  # before reference.json, which names them
+                    from loopml.serve.embedding_drift import write_reference_embeddings
+
+                    write_reference_embeddings(folder, vectors)
                 write_text_atomic(folder / REFERENCE_FILE, json.dumps(reference))
             registry.promote(version.version)
             return registry.resolve(CHAMPION) or version
@@ -116,26 +120,31 @@ class Deploying:
                               hint="run 'loopml deploy' first")
         return found
 
-    def serve_app(self, *, log_url: str | None = None, max_batch: int = 64,
-                  max_wait_ms: float = 5.0, poll_seconds: float = 2.0) -> Any:
+    def serve_app(self, *, log_url: str | None = None, max_batch: int | None = None,
+                  max_wait_ms: float | None = None, poll_seconds: float = 2.0) -> Any:
         """The HTTP app (FastAPI) serving this project's ``champion``, following it.
 
         The app watches ``.loopml/deployments/aliases.json`` (rewritten by every
         deploy and rollback) every ``poll_seconds`` and swaps to the new
         champion without failing a request; no mlflow import on the request
         path. The prediction log goes to ``log_url`` (any SQLAlchemy URL),
-        default ``.loopml/serve/predictions.db`` (SQLite, WAL).
+        default ``serve.log_url`` of loopml.yaml, else ``.loopml/serve/predictions.db``
+        (SQLite, WAL); a database that cannot be reached is refused here, before
+        anything is written. ``max_batch`` and ``max_wait_ms`` default to ``serve:``.
         """
         from loopml.serve import create_app
 
         resolve, log_url = self._champion_source(log_url)
+        spec = self.scope.serve
         return create_app(resolve, api_key=self.api_key(), log_url=log_url,
-                          max_batch=max_batch, max_wait_ms=max_wait_ms,
+                          max_batch=spec.max_batch if max_batch is None else max_batch,
+                          max_wait_ms=spec.max_wait_ms if max_wait_ms is None else max_wait_ms,
                           poll_seconds=poll_seconds)
 
-    def serve_on_ray(self, address: str, *, replicas: int = 2, host: str = "127.0.0.1",
-                     port: int = 8000, log_url: str | None = None, max_batch: int = 64,
-                     max_wait_ms: float = 5.0, poll_seconds: float = 2.0,
+    def serve_on_ray(self, address: str, *, replicas: int = 2, host: str | None = None,
+                     port: int | None = None, log_url: str | None = None,
+                     max_batch: int | None = None, max_wait_ms: float | None = None,
+                     poll_seconds: float = 2.0,
                      on_ready: Callable[[], None] | None = None,
                      stop: threading.Event | None = None) -> None:
         """Serve :meth:`serve_app`'s app from ``replicas`` Ray Serve replicas until stopped.
@@ -147,19 +156,25 @@ class Deploying:
         and write ``log_url`` themselves: on a remote cluster the project must
         be on a shared filesystem and the log in PostgreSQL. Blocks until
         SIGTERM, Ctrl-C or ``stop``; then every replica writes its whole log.
+        Options left None take ``serve:`` of loopml.yaml.
         """
         from loopml.serve.replicas import serve_replicas
 
         resolve, log_url = self._champion_source(log_url)
+        spec = self.scope.serve
         serve_replicas(resolve, api_key=self.api_key(), log_url=log_url, address=address,
-                       replicas=replicas, host=host, port=port, on_ready=on_ready, stop=stop,
-                       max_batch=max_batch, max_wait_ms=max_wait_ms, poll_seconds=poll_seconds)
+                       replicas=replicas, host=host or spec.host, port=port or spec.port,
+                       on_ready=on_ready, stop=stop,
+                       max_batch=spec.max_batch if max_batch is None else max_batch,
+                       max_wait_ms=spec.max_wait_ms if max_wait_ms is None else max_wait_ms,
+                       poll_seconds=poll_seconds)
 
     def _champion_source(self, log_url: str | None) -> tuple[Callable[[], tuple[str, Path]], str]:
         """What the server follows (version, model folder) and where it logs.
 
         The resolver captures only paths and strings, so it pickles to Ray Serve replicas.
         """
+        from loopml.serve.log_url import reachable
         from loopml.track import read_aliases
 
         state_dir, name = self.state_dir, self.scope.name
@@ -172,11 +187,44 @@ class Deploying:
             return str(found["version"]), Path(found["model_dir"])
 
         resolve()  # nothing deployed: says so before anything is written
-
-        if log_url is None:
+        log_url = self.prediction_log_url(log_url)
+        reachable(log_url)
+        if log_url == self._default_log_url():
             (state_dir / SERVE_DIR).mkdir(parents=True, exist_ok=True)
-            log_url = f"sqlite:///{(state_dir / SERVE_DIR / PREDICTION_LOG).resolve()}"
         return resolve, log_url
+
+    def prediction_log_url(self, log_url: str | None = None) -> str:
+        """Where the prediction log is: ``log_url``, else loopml.yaml's ``serve.log_url``
+        (its ${NAME} parts filled from the environment), else ``.loopml/serve/predictions.db``.
+
+        Checked, not opened. Show it with :func:`loopml.scope.mask_url`: it may hold
+        a password. A relative SQLite path in the scope is taken from the project
+        folder (every path of the scope is); one given here, from the working folder.
+        """
+        from loopml.scope import SCOPE_FILE, key_line
+        from loopml.serve.log_url import check_log_url, from_folder
+
+        if log_url is not None:
+            try:
+                return check_log_url(log_url)
+            except ValueError as exc:
+                raise LoopmlError(f"log URL: {exc}", hint="pass a SQLAlchemy URL, e.g. "
+                                  "postgresql+psycopg://user@host:5432/db") from None
+        try:
+            url = self.scope.serve.expanded_log_url()
+            url = url if url is None else check_log_url(url)
+        except ValueError as exc:
+            file = self.root / SCOPE_FILE
+            line = key_line(file, ("serve", "log_url"))
+            raise ScopeError(f"{file.name}{f' line {line}' if line else ''}: key "
+                             f"'serve.log_url': {exc}", hint="set the variable before "
+                             f"running loopml, or fix serve.log_url in {file}") from None
+        if url is None:
+            return self._default_log_url()
+        return from_folder(url, self.root)
+
+    def _default_log_url(self) -> str:
+        return f"sqlite:///{(self.state_dir / SERVE_DIR / PREDICTION_LOG).resolve()}"
 
     def monitor(self, window: str | int | None = None, *, log_url: str | None = None,
                 groups: bool = True, notify: bool = True, report: bool = True
@@ -193,6 +241,7 @@ class Deploying:
         ``result.webhook``, not raised. Writes only ``.loopml/serve/monitor.html``
         (the report's Monitoring section), and nothing on bad input.
         """
+        from loopml.serve.embedding_drift import load_reference_embeddings
         from loopml.serve.monitor import WindowSpec, monitor_log, post_webhook
 
         spec = WindowSpec.parse(window)
@@ -203,6 +252,7 @@ class Deploying:
                               hint="deploy the run again with a newer loopml: 'loopml deploy "
                                    f"{champion.run_id[:8]}' after 'loopml rollback'")
         reference = json.loads(path.read_text())
+        embeddings = load_reference_embeddings(path.parent, reference)
         log, others = self._logged_rows(log_url, champion.version)
         iteration = self.get_run(champion.run_id)
         predictions = iteration.predictions()
@@ -210,7 +260,8 @@ class Deploying:
         found = self._group_references(log, predictions) if groups else []
         result = monitor_log(log, reference, settings=self.scope.monitor, window=spec,
                              task=self.dataset.task, metric=self.scope.metric,
-                             version=champion.version, val=val, groups=found)
+                             version=champion.version, val=val, groups=found,
+                             embeddings=embeddings)
         if others:
             result.notes.append(f"{others} logged row(s) of other versions were left out")
         if report:  # retrain writes it once its input is checked
@@ -351,14 +402,15 @@ class Deploying:
 
     def _logged_rows(self, log_url: str | None, version: str) -> tuple[pd.DataFrame, int]:
         """The champion's rows of the log, oldest first, and how many rows of others there are."""
+        from loopml.serve.log_url import reachable
         from loopml.serve.prediction_log import PredictionLog
 
-        if log_url is None:
-            file = self.state_dir / SERVE_DIR / PREDICTION_LOG
-            if not file.is_file():
-                raise LoopmlError(f"no prediction log at {file}: nothing has been served yet",
-                                  hint="run 'loopml serve' and send it requests first")
-            log_url = f"sqlite:///{file.resolve()}"
+        log_url = self.prediction_log_url(log_url)
+        file = self.state_dir / SERVE_DIR / PREDICTION_LOG
+        if log_url == self._default_log_url() and not file.is_file():
+            raise LoopmlError(f"no prediction log at {file}: nothing has been served yet",
+                              hint="run 'loopml serve' and send it requests first")
+        reachable(log_url)
         log = PredictionLog(log_url).open()
         try:
             rows = log.read()
@@ -445,9 +497,16 @@ class Deploying:
     def _deployment_dir(self, version: str) -> Path:
         return self.state_dir / DEPLOYMENTS_DIR / version
 
-    def _reference(self, iteration: Iteration) -> dict[str, Any]:
-        """Reference statistics of the run's own train rows and of its val predictions."""
+    def _reference(self, iteration: Iteration) -> tuple[dict[str, Any], list[Any]]:
+        """Reference statistics of the run's own train rows and of its val predictions.
+
+        Plus the backbone embeddings of a seeded sample of those rows for text
+        columns and images (:mod:`loopml.serve.embedding_drift`); when the
+        encoder cannot run here, reference.json says so and deploy goes on.
+        """
         import pandas as pd
+
+        from loopml.serve.embedding_drift import embedding_entries, reference_embeddings
 
         predictions = iteration.predictions()
         parts = predictions["part"]
@@ -458,7 +517,17 @@ class Deploying:
                               "the data, so there is nothing to monitor against",
                               hint="deploy a run trained on the current data")
         val = predictions[parts == "val"]
+        extra: dict[str, Any] = {}
+        try:
+            vectors = reference_embeddings(self.dataset, ids, seed=self.scope.seed)
+        except (LoopmlError, ImportError, OSError) as exc:
+            vectors, extra = [], {"embeddings_error": str(exc)[:500]}
         out = reference_statistics(self.dataset.X(ids), self.dataset.features,
                                    predictions=val["y_pred"], labels=val["y_true"],
-                                   task=self.dataset.task)
-        return {"run_id": iteration.run_id, "data_version": iteration.data_version, **out}
+                                   task=self.dataset.task,
+                                   embedded=[v.input.name for v in vectors])
+        if vectors:
+            out["embeddings"] = embedding_entries(vectors)
+        return {"run_id": iteration.run_id, "data_version": iteration.data_version, **out,
+                **extra}, vectors
+

@@ -41,7 +41,8 @@ PSI_EPSILON = 1e-4  # a bin empty on one side would make the PSI infinite
 class Drift:
     """How far one window moved from the reference (``distance``) and how surely (``p``)."""
 
-    statistic: str  # what ``distance`` is: "wasserstein/sd" or "jensen-shannon"
+    statistic: str  # what ``distance`` is: "wasserstein/sd", "jensen-shannon" or, for
+    # text and images (:mod:`loopml.serve.embedding_drift`), a classifier's AUC - 0.5
     distance: float
     p: float
     rows: int  # the window's present values the figures are computed on

@@ -5,6 +5,10 @@ such as ``1h``; newest last) it tests
 
 - each input column for drift (:mod:`loopml.serve.drift`: numeric
   Wasserstein / PSI / chi-squared, categorical Jensen-Shannon / chi-squared),
+- each text column and the images in a backbone's embedding space
+  (:mod:`loopml.serve.embedding_drift`: a classifier two-sample test, effect
+  cross-validated AUC - 0.5, p-value Mann-Whitney; a check of kind
+  ``feature`` named after the column, or ``images`` for a pixel table),
 - the predictions for drift (class shares against the model's on val),
 - performance where feedback labels came back (the scope's metric against
   the deployed run's val figure; a one-sided test of the per-row errors),
@@ -48,6 +52,7 @@ from loopml.serve.drift import (
     numeric_drift,
     proportion_increase,
 )
+from loopml.serve.embedding_drift import EmbeddingReference, embedding_drift
 
 ALERT_EXIT_CODE = 3  # `loopml monitor` exits 3 when an alarm rings; 2 stays "bad input"
 FDR_METHOD = "Benjamini-Hochberg"
@@ -168,12 +173,15 @@ class MonitorResult:
 def monitor_log(log: pd.DataFrame, reference: Mapping[str, Any], *, settings: MonitorSpec,
                 window: WindowSpec, task: str, metric: str, version: str = "",
                 val: pd.DataFrame | None = None,
-                groups: Sequence[GroupReference] = ()) -> MonitorResult:
+                groups: Sequence[GroupReference] = (),
+                embeddings: Sequence[EmbeddingReference] = ()) -> MonitorResult:
     """Test every window of ``log`` (PredictionLog.read()'s columns, oldest first).
 
     ``inputs`` may be a column of dicts (as logged) or the input columns may
     be in ``log`` itself (a frame of features, plus ``prediction`` / ``label``
-    when known); ``val`` holds the deployed run's val rows (``y_true``,
+    when known); ``embeddings`` the reference vectors of text and image
+    inputs (:func:`loopml.serve.embedding_drift.load_reference_embeddings`);
+    ``val`` holds the deployed run's val rows (``y_true``,
     ``y_pred``) for the performance baseline.
     """
     if log.empty:
@@ -194,6 +202,9 @@ def monitor_log(log: pd.DataFrame, reference: Mapping[str, Any], *, settings: Mo
         if not tested:
             continue
         checks += _feature_checks(frame.iloc[part], reference, settings, index)
+        checks += [_check(embedding_drift(found, frame.iloc[part], seed=index), index,
+                          "feature", found.input.name, settings.embedding_floor)
+                   for found in embeddings]
         if "prediction" in log and reference.get("val_predictions"):
             checks.append(_prediction_check(log["prediction"].iloc[part],
                                             reference["val_predictions"], settings, index))
@@ -203,8 +214,9 @@ def monitor_log(log: pd.DataFrame, reference: Mapping[str, Any], *, settings: Mo
                 checks.append(check)
         for group in groups:
             checks += _group_checks(group, log.iloc[part], part, settings, task, index)
+    tested = {found.input.name for found in embeddings}
     skipped = [name for name, col in reference.get("columns", {}).items()
-               if col.get("kind") not in ("numeric", "categorical")]
+               if col.get("kind") not in ("numeric", "categorical") and name not in tested]
     if skipped:
         notes.append(f"not tested (no reference summary for their kind): {', '.join(skipped)}")
     _decide(checks, settings)

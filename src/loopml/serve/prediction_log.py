@@ -33,6 +33,8 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from loopml.scope import mask_url
+
 logger = logging.getLogger("loopml.serve")
 
 METADATA = sa.MetaData()
@@ -163,7 +165,7 @@ class PredictionLog:
                     self._pending[:0] = batch
                 if closing and failures >= 3:
                     logger.error("the prediction log lost %d rows: %s is not writable",
-                                 len(self._pending), self.url)
+                                 len(self._pending), mask_url(self.url))
                     return
                 time.sleep(min(self.flush_seconds, 1.0))
                 continue
