@@ -11,6 +11,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,17 @@ if TYPE_CHECKING:
     from loopml.serve.retrain import RetrainDecision
 
 
+
+
+@dataclass(frozen=True)
+class _Monitored:
+    """One monitoring pass and what it read: the champion, its run, its logged rows, the groups."""
+
+    result: MonitorResult
+    champion: Deployment
+    iteration: Iteration
+    log: pd.DataFrame
+    groups: list[Any]
 
 
 class Deploying:
@@ -239,8 +251,17 @@ class Deploying:
         FDR plus effect floors). With ``notify`` and an alarm, the result is
         POSTed to ``monitor.webhook``; a failed POST is recorded in
         ``result.webhook``, not raised. Writes only ``.loopml/serve/monitor.html``
-        (the report's Monitoring section), and nothing on bad input.
+        (the report's Monitoring section; ``report=False``: not even that), and
+        nothing on bad input.
         """
+        monitored = self._monitored(window, log_url=log_url, groups=groups, notify=notify)
+        if report:
+            monitored.result.report_path = self._write_monitor_report(monitored.result)
+        return monitored.result
+
+    def _monitored(self, window: str | int | None, *, log_url: str | None, groups: bool,
+                   notify: bool) -> _Monitored:
+        """:meth:`monitor` without its report, with what it read (retrain acts on the same rows)."""
         from loopml.serve.embedding_drift import load_reference_embeddings
         from loopml.serve.monitor import WindowSpec, monitor_log, post_webhook
 
@@ -264,12 +285,10 @@ class Deploying:
                              embeddings=embeddings)
         if others:
             result.notes.append(f"{others} logged row(s) of other versions were left out")
-        if report:  # retrain writes it once its input is checked
-            result.report_path = self._write_monitor_report(result)
         url = self.scope.monitor.webhook
         if notify and url and result.alert:
             result.webhook = post_webhook(url, {"project": self.scope.name, **result.to_dict()})
-        return result
+        return _Monitored(result, champion, iteration, log, found)
 
     def retrain(self, window: str | int | None = None, *, all_rows: bool = False,
                 architecture: str | None = None, log_url: str | None = None,
@@ -297,20 +316,15 @@ class Deploying:
             used_requests,
         )
 
-        monitored = self.monitor(window, log_url=log_url, groups=groups, notify=notify,
-                                 report=False)
-        champion = self.champion()
-        log, _ = self._logged_rows(log_url, champion.version)
-        log = log.iloc[:sum(w.rows for w in monitored.windows)]  # the rows monitored
-        iteration = self.get_run(champion.run_id)
-        alarmed = {c.name for c in monitored.alarms if c.kind.startswith("group")}
-        members = {g.key: g.members for g in self._group_references(
-            log, iteration.predictions()) if g.key in alarmed} if alarmed else {}
+        monitored = self._monitored(window, log_url=log_url, groups=groups, notify=notify)
+        champion, alarmed = monitored.champion, {c.name for c in monitored.result.alarms
+                                                 if c.kind.startswith("group")}
+        members = {g.key: g.members for g in monitored.groups if g.key in alarmed}
         if architecture and not self.factory.supports(architecture):
             self.factory.make(architecture)  # raises, naming why
         folder = self.state_dir / DEPLOYMENTS_DIR
         with locked(self.state_dir, "retrain"):
-            rows = select_rows(log, monitored, members, all_rows=all_rows,
+            rows = select_rows(monitored.log, monitored.result, members, all_rows=all_rows,
                                used=sorted(used_requests(folder)))
             feedback = split_feedback(rows)
             target = self.dataset.target
@@ -320,10 +334,10 @@ class Deploying:
             queue = production_queue(feedback.unlabelled, self.dataset, version=champion.version,
                                      run_id=champion.run_id) if len(feedback.unlabelled) else None
             # every check passed: from here on, write
-            monitored.report_path = self._write_monitor_report(monitored)
-            decision = self._run_retrain(champion, iteration, rows, feedback, added, check_y,
-                                         queue, architecture)
-        decision.monitored = monitored
+            monitored.result.report_path = self._write_monitor_report(monitored.result)
+            decision = self._run_retrain(champion, monitored.iteration, rows, feedback, added,
+                                         check_y, queue, architecture)
+        decision.monitored = monitored.result
         return decision
 
     def _run_retrain(self, champion, iteration, rows, feedback, added, check_y, queue,
