@@ -207,6 +207,20 @@ def image_hashes(rows: np.ndarray) -> list[str]:
                             digest_size=16).hexdigest() for r in rows]
 
 
+def embedding_cache_key(modality: str, source: str, *, size: int = 0,
+                        pooling: str = "sentence") -> str:
+    """The name embeddings of one backbone are cached under, for every user of the cache.
+
+    Text: the model (``minilm`` or a folder), its longest input and the pooling;
+    images: the backbone and the side images are resized to. Transfer learning
+    and the monitor's embedding drift share vectors through it, so the two
+    must never build the name apart.
+    """
+    if modality == "text":
+        return f"text-{_text_key(source)}-{pooling}"
+    return f"image-{source}-{size}"
+
+
 def _text_key(source: str) -> str:
     folder = Path(load_folder(source))
     config = folder / "sentence_bert_config.json"
@@ -542,10 +556,11 @@ class Transfer(TorchArchitecture):
         if self.modality_ == "text":
             self.input_size_ = int(self._text_encoder().max_seq_length) \
                 if self.mode != "freeze" else 0
-            self.cache_key_ = f"text-{_text_key(self.backbone_)}-{self.pooling}"
+            self.cache_key_ = embedding_cache_key("text", self.backbone_, pooling=self.pooling)
         else:
             self.input_size_ = default_image_size(max(self._image_shape(inputs)[1:]))
-            self.cache_key_ = f"image-{self.backbone_}-{self.input_size_}"
+            self.cache_key_ = embedding_cache_key("image", self.backbone_,
+                                                  size=self.input_size_)
 
     def _image_shape(self, inputs: np.ndarray) -> tuple[int, int, int] | None:
         if self.modality_ == "text":

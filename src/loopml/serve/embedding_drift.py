@@ -76,9 +76,9 @@ class EmbeddedInput:
     @property
     def cache_key(self) -> str:
         """The key transfer learning caches these embeddings under (same model, same size)."""
-        if self.modality == "text":
-            return f"text-{self.backbone}-{self.input_size}-sentence"
-        return f"image-{self.backbone}-{self.input_size}"
+        from loopml.models.transfer import embedding_cache_key
+
+        return embedding_cache_key(self.modality, self.backbone, size=self.input_size)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
