@@ -279,21 +279,6 @@ class Tracker:
         """The project's registered model (see :class:`Registry`)."""
         return Registry(self)
 
-    def register(self, run_id: str, *, tags: dict[str, str] | None = None) -> Deployment:
-        """A new model version whose source is the run's model folder."""
-        return self.registry.register(run_id, tags=tags)
-
-    def set_alias(self, alias: str, version: str) -> None:
-        self.registry.set_alias(alias, version)
-
-    def deployments(self) -> list[Deployment]:
-        """Every registered version, newest first, with its aliases."""
-        return self.registry.deployments()
-
-    def resolve(self, alias: str) -> Deployment | None:
-        """The version an alias (``champion``, ``previous``) points at, or None."""
-        return self.registry.resolve(alias)
-
     # ------------------------------------------------------------ runs of dead processes
 
     def stale_runs(self) -> list[StaleRun]:

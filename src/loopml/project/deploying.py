@@ -122,11 +122,11 @@ class Deploying:
 
     def deployments(self) -> list[Deployment]:
         """Every registered version of the project's model, newest first, with its aliases."""
-        return self.tracker.deployments()
+        return self.tracker.registry.deployments()
 
     def champion(self) -> Deployment:
         """The version served now (alias ``champion``)."""
-        found = self.tracker.resolve(CHAMPION)
+        found = self.tracker.registry.resolve(CHAMPION)
         if found is None:
             raise LoopmlError(f"project {self.scope.name} has no deployed model",
                               hint="run 'loopml deploy' first")
