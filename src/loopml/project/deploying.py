@@ -442,10 +442,9 @@ class Deploying:
         import pandas as pd
 
         from loopml.groups import PairGroup, Rows, membership
-        from loopml.serve.monitor import GroupReference
+        from loopml.serve.monitor import GroupReference, logged_inputs
 
-        inputs = pd.DataFrame.from_records(list(log["inputs"]),
-                                           index=log["request_id"].astype(str))
+        inputs = logged_inputs(log).set_axis(pd.Index(log["request_id"].astype(str)))
         production = Rows.from_frame(inputs, like=self.dataset)
         known = predictions[predictions["id"].astype(str).isin(self.dataset.ids)]
         train_ids = known.loc[known["part"] == "train", "id"].astype(str)

@@ -187,7 +187,7 @@ def monitor_log(log: pd.DataFrame, reference: Mapping[str, Any], *, settings: Mo
     if log.empty:
         raise LoopmlError("the prediction log holds no rows to monitor",
                           hint="serve the champion ('loopml serve') and send it requests")
-    frame = _inputs(log)
+    frame = logged_inputs(log)
     bounds, notes = _windows(log, window, settings.min_rows)
     checks: list[Check] = []
     windows: list[Window] = []
@@ -225,8 +225,12 @@ def monitor_log(log: pd.DataFrame, reference: Mapping[str, Any], *, settings: Mo
                          checks=checks, notes=notes)
 
 
-def _inputs(log: pd.DataFrame) -> pd.DataFrame:
-    """The input columns of every logged row, one column per feature."""
+def logged_inputs(log: pd.DataFrame) -> pd.DataFrame:
+    """The input columns of every logged row, one column per feature, indexed like ``log``.
+
+    ``inputs`` holds each row as logged: a dict (read back through the log's
+    JSON column) or its JSON text; a frame without it is taken as the inputs.
+    """
     if "inputs" not in log:
         return log
     return pd.DataFrame.from_records([r if isinstance(r, Mapping) else json.loads(r)

@@ -43,7 +43,7 @@ from loopml.grow.collect import QUEUE_COLUMNS, Queue, new_queue_id
 from loopml.iteration import Iteration
 from loopml.jsonable import json_ready
 from loopml.models.registry import EstimatorFactory
-from loopml.serve.monitor import MonitorResult, as_class, label_score, row_losses
+from loopml.serve.monitor import MonitorResult, as_class, label_score, logged_inputs, row_losses
 from loopml.track import Tracker
 from loopml.train import fit_candidate, record_iteration
 
@@ -128,9 +128,7 @@ def split_feedback(rows: pd.DataFrame, *, share: float = CHECK_SHARE,
 
 def inputs_frame(rows: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
     """The logged inputs as the dataset's feature columns, indexed like ``rows``."""
-    frame = pd.DataFrame.from_records(
-        [r if isinstance(r, Mapping) else json.loads(r) for r in rows["inputs"]],
-        index=rows.index)
+    frame = logged_inputs(rows)
     missing = [c for c in dataset.features if c not in frame]
     if missing:
         raise LoopmlError(f"the logged inputs lack the feature column(s) {missing[:5]}",
