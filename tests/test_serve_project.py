@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from checks import refused, state_files
+from checks import free_port, refused, state_files
 from loopml import Project
 from loopml.models.packaged import load
 from loopml.serve import PredictionLog
@@ -34,11 +33,6 @@ def digits(tmp_path_factory) -> tuple[Project, str, str]:
     project.deploy(first.run_id)
     return project, first.run_id, second.run_id
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(url: str, seconds: float = 60.0) -> None:
@@ -63,7 +57,7 @@ def test_serve_before_any_deploy_says_deploy_first(cli, tmp_path: Path) -> None:
 @pytest.mark.slow  # ~25 s: a uvicorn subprocess, two model loads, a deploy while it serves
 def test_the_served_champion_follows_a_deploy_and_the_log_keeps_every_answer(digits) -> None:
     project, _, second = digits
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "loopml.cli", "serve", "-p", str(project.root),

@@ -20,11 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from checks import refused, state_files
+from checks import free_port, refused, state_files
 from loopml import Project
 from loopml.models.packaged import load
 from loopml.serve import PredictionLog
-from test_serve_project import _free_port, _wait_for
+from test_serve_project import _wait_for
 
 RAY_SERVE = importlib.util.find_spec("ray") is not None and \
     importlib.util.find_spec("grpc") is not None  # ray.serve imports grpc
@@ -50,7 +50,7 @@ def test_replicas_without_ray_are_refused(cli, digits: Project) -> None:
 @needs_ray_serve
 def test_a_dead_cluster_address_is_refused_before_anything_starts(cli, digits: Project) -> None:
     before = state_files(digits.root, store=True)
-    refused(cli("serve", "-p", digits.root, "--ray", f"127.0.0.1:{_free_port()}"),
+    refused(cli("serve", "-p", digits.root, "--ray", f"127.0.0.1:{free_port()}"),
             "No Ray cluster answers", "ray start --head")
     assert state_files(digits.root, store=True) == before
 
@@ -83,7 +83,7 @@ def _send(base: str, row: dict, answers: list, stop: threading.Event) -> None:
 @needs_ray_serve
 @pytest.mark.slow  # ~40 s: a Ray instance, two replicas, 8 clients, a SIGTERM under load
 def test_two_replicas_answer_and_a_sigterm_under_load_keeps_every_answer(digits) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "loopml.cli", "serve", "-p", str(digits.root), "--port",

