@@ -115,6 +115,14 @@ def _served_2xx(base: str) -> int:
     return int(sum(float(n) for n in found))
 
 
+def _warm_and_load(url: str, body: str, script: Path) -> dict:
+    """20 warm-up requests, then wrk POSTing ``body`` to ``url`` (its Lua script at ``script``)."""
+    for _ in range(20):
+        _post(url, body.encode())
+    script.write_text(LUA.format(body=body))
+    return _wrk(url, script)
+
+
 def _run_mlflow(model_dir: Path, body: str, work: Path) -> dict:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -125,11 +133,7 @@ def _run_mlflow(model_dir: Path, body: str, work: Path) -> dict:
         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
     try:
         _wait_up(f"{base}/ping", server)
-        for _ in range(20):
-            _post(f"{base}/invocations", body.encode())
-        script = work / "mlflow.lua"
-        script.write_text(LUA.format(body=body))
-        result = _wrk(f"{base}/invocations", script)
+        result = _warm_and_load(f"{base}/invocations", body, work / "mlflow.lua")
     finally:
         result_code = _stop(server)
     return result | {"exit": result_code}
@@ -160,11 +164,7 @@ def _run_loopml(served: Project | Path, body: str, work: Path, tag: str) -> dict
                               stderr=subprocess.DEVNULL)
     try:
         _wait_up(f"{base}/health", server)
-        for _ in range(20):
-            _post(f"{base}/predict", body.encode())
-        script = work / "loopml.lua"
-        script.write_text(LUA.format(body=body))
-        result = _wrk(f"{base}/predict", script)
+        result = _warm_and_load(f"{base}/predict", body, work / "loopml.lua")
         time.sleep(1.0)  # requests wrk dropped at its timer are still answered: let them end
         answered = _served_2xx(base)
     finally:

@@ -48,6 +48,7 @@ from loopml.grow.transforms import (
     TRANSFORMS,
     apply_transform,
     augment_device,
+    checked_magnitude,
     transform_spec,
 )
 from loopml.jsonable import json_ready
@@ -290,10 +291,7 @@ def policy_magnitude(name: str, value: str, spec: Any) -> float | None:
     except ValueError:
         raise LoopmlError(f"magnitude '{value}' of '{name}' in --policy is not a number",
                           hint=f"write NAME=NUMBER, e.g. {name}={spec.default:g}") from None
-    if not spec.lowest <= magnitude <= spec.highest:
-        raise LoopmlError(f"magnitude {magnitude:g} of '{name}' is outside "
-                          f"{spec.lowest:g} .. {spec.highest:g} ({spec.unit})")
-    return magnitude
+    return checked_magnitude(name, magnitude, spec)
 
 
 def _moments(images: np.ndarray) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -184,6 +185,15 @@ def transform_spec(name: str) -> TransformSpec:
     return TRANSFORMS[name]
 
 
+def checked_magnitude(name: str, magnitude: float, spec: Any) -> float:
+    """``magnitude`` if it lies in ``spec``'s range (``lowest`` .. ``highest``), else a
+    LoopmlError naming the range and its unit; any transform's spec (image, row, text)."""
+    if not spec.lowest <= magnitude <= spec.highest:
+        raise LoopmlError(f"magnitude {magnitude:g} of '{name}' is outside "
+                          f"{spec.lowest:g} .. {spec.highest:g} ({spec.unit})")
+    return magnitude
+
+
 def apply_transform(name: str, images: torch.Tensor, magnitude: float | None = None, *,
                     generator: torch.Generator) -> torch.Tensor:
     """``images`` (N, C, H, W) in [0, 1] with transform ``name`` at ``magnitude``, clipped.
@@ -196,10 +206,8 @@ def apply_transform(name: str, images: torch.Tensor, magnitude: float | None = N
     torch.Size([4, 1, 8, 8])
     """
     spec = transform_spec(name)
-    magnitude = spec.default if magnitude is None else float(magnitude)
-    if not spec.lowest <= magnitude <= spec.highest:
-        raise LoopmlError(f"magnitude {magnitude:g} of '{name}' is outside "
-                          f"{spec.lowest:g} .. {spec.highest:g} ({spec.unit})")
+    magnitude = checked_magnitude(name, spec.default if magnitude is None else float(magnitude),
+                                  spec)
     if len(images) == 0:
         return images
     with torch.no_grad():
